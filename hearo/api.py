@@ -1,0 +1,83 @@
+"""Shared REST plumbing: the error shape, bearer tokens, strict serializers."""
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, serializers
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from hearo.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+def error_body(code: str, detail, **extra) -> dict:
+    return {"error": code, "detail": detail, **extra}
+
+
+def _drf_code(exc: exceptions.APIException) -> str:
+    if isinstance(exc, exceptions.ParseError):
+        return "malformed_json"
+    if isinstance(exc, exceptions.ValidationError):
+        return "invalid"
+    if isinstance(exc, exceptions.Throttled):
+        return "rate_limited"
+    codes = exc.get_codes()
+    return codes if isinstance(codes, str) else exc.default_code
+
+
+def exception_handler(exc, context):
+    """Turn every error into a 4xx with ``{error, detail}``; domain errors first."""
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # a real bug: Django's handler500 answers, with JSON under /api/
+    detail = exc.detail if isinstance(exc, exceptions.ValidationError) else str(exc.detail)
+    response.data = error_body(_drf_code(exc), detail)
+    return response
+
+
+def json_error_view(status: int, code: str, detail: str):
+    def view(request, exception=None):
+        return JsonResponse(error_body(code, detail), status=status)
+
+    return view
+
+
+def bearer_token(request) -> str | None:
+    """Return the token of an ``Authorization: Bearer <token>`` header, if any."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+class StrictSerializer(serializers.Serializer):
+    """A serializer that refuses fields it does not know (a typo is an error, not a no-op)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of stringifying them."""
+
+    default_error_messages = {"not_a_string": "must be a string"}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)

@@ -1,0 +1,126 @@
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+
+from matching import services
+from matching.models import Counselor, CounselorEvent, Match, MatchEvent
+
+
+class CounselorCreateForm(forms.ModelForm):
+    """Create the login and the counselor in one step."""
+
+    username = forms.CharField(max_length=150)
+    password = forms.CharField(widget=forms.PasswordInput, help_text="The counselor logs in with this.")
+
+    class Meta:
+        model = Counselor
+        fields = ("username", "password", "display_name")
+
+    def clean_username(self):
+        username = self.cleaned_data["username"]
+        if get_user_model().objects.filter(username=username).exists():
+            raise forms.ValidationError("A user with that username already exists.")
+        return username
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        validate_password(password)
+        return password
+
+
+class CounselorEventInline(admin.TabularInline):
+    model = CounselorEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ("at", "from_status", "to_status", "actor", "reason")
+    ordering = ("-at",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Counselor)
+class CounselorAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "username", "status", "status_changed_at", "is_active")
+    list_filter = ("status", "user__is_active")
+    search_fields = ("user__username", "display_name", "counselor_id")
+    readonly_fields = ("counselor_id", "status", "status_changed_at", "lease_expires_at")
+    actions = ["activate", "deactivate"]
+    inlines = [CounselorEventInline]
+
+    @admin.display(ordering="user__username")
+    def username(self, obj):
+        return obj.user.get_username()
+
+    @admin.display(boolean=True, ordering="user__is_active")
+    def is_active(self, obj):
+        return obj.user.is_active
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = CounselorCreateForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("username", "password", "display_name")
+        return ("counselor_id", "display_name", "status", "status_changed_at", "lease_expires_at")
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        created = services.counselor_create(
+            username=form.cleaned_data["username"],
+            password=form.cleaned_data["password"],
+            display_name=form.cleaned_data.get("display_name", ""),
+        )
+        obj.pk, obj.user_id, obj.counselor_id = created.pk, created.user_id, created.counselor_id
+        obj._state.adding = False
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+
+    @admin.action(description="Activate selected counselors")
+    def activate(self, request, queryset):
+        n = get_user_model().objects.filter(counselor__in=queryset).update(is_active=True)
+        self.message_user(request, f"{n} counselor(s) activated.", messages.SUCCESS)
+
+    @admin.action(description="Deactivate selected counselors (they can no longer log in or be matched)")
+    def deactivate(self, request, queryset):
+        n = get_user_model().objects.filter(counselor__in=queryset).update(is_active=False)
+        self.message_user(request, f"{n} counselor(s) deactivated.", messages.SUCCESS)
+
+
+class MatchEventInline(admin.TabularInline):
+    model = MatchEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ("at", "what", "actor")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Match)
+class MatchAdmin(admin.ModelAdmin):
+    list_display = ("id", "room_name", "counselor", "registration", "created_at", "ended_at", "end_reason")
+    list_filter = ("end_reason",)
+    search_fields = ("room_name", "counselor__user__username", "registration__customer__customer_id")
+    inlines = [MatchEventInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Match._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,116 @@
+"""Counselors and the matches that pair them with a waiting registration."""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from queues.models import Registration
+
+
+def new_counselor_id() -> str:
+    """Return a public counselor id (used in topic names)."""
+    return f"counselor_{secrets.token_urlsafe(9)}"
+
+
+def new_room_name() -> str:
+    """Return an unguessable LiveKit room name."""
+    return f"hearo_{secrets.token_urlsafe(18)}"
+
+
+class Counselor(models.Model):
+    class Status(models.TextChoices):
+        OFFLINE = "OFFLINE"
+        AVAILABLE = "AVAILABLE"
+        BUSY = "BUSY"
+        AWAY = "AWAY"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="counselor")
+    counselor_id = models.CharField(max_length=40, unique=True, default=new_counselor_id, editable=False)
+    display_name = models.CharField(max_length=80, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OFFLINE, db_index=True)
+    # When the counselor last became AVAILABLE: the longest-idle one is matched first.
+    status_changed_at = models.DateTimeField(auto_now_add=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    def __str__(self) -> str:
+        return self.display_name or self.user.get_username()
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.user.get_username()
+
+    @property
+    def identity(self) -> str:
+        """Return the counselor's LiveKit identity (distinct from any customer's)."""
+        return f"counselor-{self.counselor_id}"
+
+
+class Match(models.Model):
+    registration = models.ForeignKey(Registration, on_delete=models.PROTECT, related_name="matches")
+    counselor = models.ForeignKey(Counselor, on_delete=models.PROTECT, related_name="matches")
+    room_name = models.CharField(max_length=60, unique=True, default=new_room_name)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    customer_joined_at = models.DateTimeField(null=True, blank=True)
+    counselor_joined_at = models.DateTimeField(null=True, blank=True)
+    # A deadline in an indexed column the sweep filters on (join timeout).
+    join_deadline = models.DateTimeField(db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        verbose_name_plural = "matches"
+        constraints = [
+            # The database itself refuses a counselor holding two customers...
+            models.UniqueConstraint(
+                fields=["counselor"], condition=Q(ended_at__isnull=True), name="one_open_match_per_counselor"
+            ),
+            # ...and a registration in two open matches.
+            models.UniqueConstraint(
+                fields=["registration"], condition=Q(ended_at__isnull=True), name="one_open_match_per_registration"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"match {self.pk} ({self.room_name})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
+
+    @property
+    def customer_identity(self) -> str:
+        return self.registration.customer.identity
+
+    @property
+    def counselor_identity(self) -> str:
+        return self.counselor.identity
+
+
+class CounselorEvent(models.Model):
+    counselor = models.ForeignKey(Counselor, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=10, blank=True)
+    to_status = models.CharField(max_length=10)
+    actor = models.CharField(max_length=80)
+    reason = models.CharField(max_length=80, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '-'} → {self.to_status} ({self.reason})"
+
+
+class MatchEvent(models.Model):
+    match = models.ForeignKey(Match, on_delete=models.CASCADE, related_name="events")
+    what = models.CharField(max_length=40)
+    actor = models.CharField(max_length=80)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return self.what

@@ -1,0 +1,123 @@
+"""REST endpoints of the waiting queue (thin: parse, call one service, format)."""
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hearo.api import StrictCharField, StrictSerializer, bearer_token
+from queues import selectors, services
+from realtime import events
+
+ERROR = inline_serializer("Error", {"error": serializers.CharField(), "detail": serializers.JSONField()})
+STATE = inline_serializer(
+    "QueueState",
+    {
+        "customerId": serializers.CharField(),
+        "registrationId": serializers.IntegerField(),
+        "status": serializers.ChoiceField(["WAITING", "MATCHED", "IN_CALL", "COMPLETED", "CANCELLED", "EXPIRED"]),
+        "rank": serializers.IntegerField(required=False, help_text="while WAITING"),
+        "estimatedWaitSeconds": serializers.IntegerField(required=False, allow_null=True),
+        "version": serializers.IntegerField(required=False, help_text="queue version; drop older messages"),
+        "identity": serializers.CharField(required=False, help_text="once MATCHED: your LiveKit identity"),
+        "roomName": serializers.CharField(required=False),
+        "matchId": serializers.IntegerField(required=False),
+        "reason": serializers.CharField(required=False, help_text="terminal statuses: why the visit ended"),
+        "timestamp": serializers.IntegerField(help_text="epoch milliseconds"),
+    },
+)
+BEARER_ERRORS = {401: OpenApiResponse(ERROR, "missing, unknown or revoked bearer token")}
+
+
+class JoinIn(StrictSerializer):
+    displayName = StrictCharField(max_length=80, required=False, allow_blank=True, trim_whitespace=True)
+
+
+class CustomerAPIView(APIView):
+    """Base for endpoints that take the customer's ``Authorization: Bearer`` token."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def registration(self, request):
+        return selectors.registration_by_token(token=bearer_token(request))
+
+
+class JoinApi(CustomerAPIView):
+    @extend_schema(
+        request=JoinIn,
+        responses={
+            201: inline_serializer(
+                "Joined",
+                {
+                    "registrationId": serializers.IntegerField(),
+                    "customerId": serializers.CharField(),
+                    "token": serializers.CharField(help_text="bearer credential for this visit"),
+                    "rank": serializers.IntegerField(allow_null=True),
+                    "status": serializers.CharField(),
+                    "timestamp": serializers.IntegerField(),
+                    "heartbeatSeconds": serializers.IntegerField(),
+                    "leaseSeconds": serializers.IntegerField(),
+                    "pollSeconds": serializers.IntegerField(),
+                },
+            ),
+            200: OpenApiResponse(description="the caller's visit was already active (same body)"),
+            400: ERROR,
+            409: ERROR,
+        },
+        description="Join the queue. A bearer token of an earlier visit keeps the same customerId.",
+    )
+    def post(self, request):
+        data = JoinIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.registration_join(
+            display_name=data.validated_data.get("displayName", ""), token=bearer_token(request)
+        )
+        registration = result.registration
+        body = {
+            "registrationId": registration.id,
+            "customerId": registration.customer.customer_id,
+            "token": result.token,
+            "rank": selectors.registration_rank(registration=registration),
+            "status": registration.status,
+            "timestamp": events.epoch_ms(registration.enqueued_at),
+            "heartbeatSeconds": settings.HEARO_HEARTBEAT_SECONDS,
+            "leaseSeconds": settings.HEARO_LEASE_SECONDS,
+            "pollSeconds": settings.HEARO_POLL_SECONDS,
+        }
+        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class HeartbeatApi(CustomerAPIView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer("Lease", {"leaseExpiresAt": serializers.IntegerField(help_text="epoch ms")}),
+            409: ERROR,
+            **BEARER_ERRORS,
+        },
+    )
+    def post(self, request):
+        expires_at = services.registration_heartbeat(registration=self.registration(request))
+        return Response({"leaseExpiresAt": events.epoch_ms(expires_at)})
+
+
+class RankApi(CustomerAPIView):
+    @extend_schema(responses={200: STATE, **BEARER_ERRORS}, description="The REST-polling fallback.")
+    def get(self, request):
+        return Response(selectors.registration_state(registration=self.registration(request)))
+
+
+class CancelApi(CustomerAPIView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer("Cancelled", {"status": serializers.CharField()}),
+            409: ERROR,
+            **BEARER_ERRORS,
+        },
+        description="Leave the queue. Idempotent: cancelling again answers the same.",
+    )
+    def post(self, request):
+        return Response({"status": services.registration_cancel(registration=self.registration(request))})

@@ -1,0 +1,189 @@
+"""Writes to the waiting queue (STYLE habits 2, 3, 10).
+
+Every change someone must hear about happens in a durable transaction and
+is published on commit through ``realtime.publish``.
+"""
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from hearo.errors import Conflict
+from queues import leases, signals
+from queues.models import Customer, QueueState, Registration, RegistrationEvent
+from queues.selectors import registration_by_token, token_hash
+from realtime import events, publish
+
+S = Registration.Status
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    registration: Registration
+    token: str
+    created: bool
+
+
+def queue_version_bump() -> int:
+    """Bump the queue version inside the current transaction and return it.
+
+    The row lock this takes serialises every change to the queue order, so
+    versions are handed out in commit order.
+    """
+    with connection.cursor() as cursor:
+        table = QueueState._meta.db_table  # from the model, never from input
+        cursor.execute(f"UPDATE {table} SET version = version + 1 WHERE id = 1 RETURNING version")  # noqa: S608
+        row = cursor.fetchone()
+    if row is None:  # a fresh database whose data migration has not run
+        QueueState.objects.create(pk=1, version=1)
+        return 1
+    return row[0]
+
+
+def queue_changed(*, reason: str) -> None:
+    """Publish one queue change after commit and let the matcher react."""
+    publish.queue_changed(version=queue_version_bump())
+    transaction.on_commit(partial(signals.queue_changed.send, sender=Registration, reason=reason), robust=True)
+
+
+def registration_record(*, registration: Registration, from_status: str, actor: str, reason: str = "") -> None:
+    RegistrationEvent.objects.create(
+        registration=registration,
+        from_status=from_status,
+        to_status=registration.status,
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _lease_db_copy(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.HEARO_LEASE_SECONDS)
+
+
+@transaction.atomic(durable=True)
+def registration_join(*, display_name: str = "", token: str | None = None) -> JoinResult:
+    """Put a customer in the queue, or return its visit if it is already in one.
+
+    A token from an earlier, ended visit identifies the returning customer;
+    the new visit gets a new token.
+    """
+    previous = registration_by_token(token=token) if token else None
+    if previous is not None and previous.is_active:
+        return JoinResult(registration=previous, token=token or "", created=False)
+    customer = previous.customer if previous else Customer.objects.create(display_name=display_name)
+    if previous and display_name and display_name != customer.display_name:
+        customer.display_name = display_name
+        customer.save(update_fields=["display_name"])
+    raw = secrets.token_urlsafe(32)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            registration = Registration.objects.create(
+                customer=customer,
+                enqueued_at=now,
+                token_hash=token_hash(raw),
+                lease_expires_at=_lease_db_copy(now),
+            )
+    except IntegrityError:
+        # A concurrent join for the same customer committed first; the
+        # partial unique index keeps it at one active visit.
+        raise Conflict("this customer is already in the queue", code="already_queued") from None
+    registration_record(registration=registration, from_status="", actor="customer", reason="joined")
+    leases.lease_renew("registration", registration.id)
+    queue_changed(reason="joined")
+    return JoinResult(registration=registration, token=raw, created=True)
+
+
+def registration_heartbeat(*, registration: Registration) -> datetime:
+    """Renew the lease of an active visit; return when it now runs out.
+
+    The cache lease is renewed on every beat; the database copy only when it
+    would otherwise fall more than half a lease behind, so a customer beating
+    every 10 s costs a database write about every 20 s, not every 10 s.
+    """
+    if not registration.is_active:
+        raise Conflict(f"registration is {registration.status}", code="not_active")
+    expires = leases.lease_renew("registration", registration.id)
+    expires_at = datetime.fromtimestamp(expires, tz=UTC)
+    slack = timedelta(seconds=settings.HEARO_LEASE_SECONDS / 2)
+    if registration.lease_expires_at < expires_at - slack:
+        Registration.objects.filter(pk=registration.pk).update(lease_expires_at=expires_at)
+        registration.lease_expires_at = expires_at
+    return expires_at
+
+
+def registration_leave(
+    *, registration: Registration, status: str, actor: str, reason: str, announce: bool = True
+) -> bool:
+    """Move an active registration to a terminal status; False if it already left.
+
+    With ``announce=False`` the caller publishes one queue change for a batch.
+
+    The conditional UPDATE is the claim: of two concurrent leaves (a cancel
+    and a sweep, say) exactly one changes the row.
+    """
+    was = registration.status
+    now = timezone.now()
+    changed = Registration.objects.filter(pk=registration.pk, status=was).update(
+        status=status, ended_at=now, left_reason=reason
+    )
+    if not changed:
+        return False
+    registration.status, registration.ended_at, registration.left_reason = status, now, reason
+    registration_record(registration=registration, from_status=was, actor=actor, reason=reason)
+    leases.lease_drop("registration", registration.id)
+    customer_id = registration.customer.customer_id
+    publish.to_customer(
+        customer_id,
+        events.terminal(customer_id=customer_id, registration_id=registration.id, status=status, reason=reason),
+    )
+    if was == S.WAITING and announce:
+        queue_changed(reason=reason)
+    return True
+
+
+@transaction.atomic(durable=True)
+def registration_cancel(*, registration: Registration) -> str:
+    """Take a WAITING customer out of the queue; idempotent. Return the status now."""
+    registration.refresh_from_db(fields=["status", "ended_at", "left_reason"])
+    if registration.status == S.CANCELLED:
+        return S.CANCELLED  # a retry after a lost response
+    if registration.status != S.WAITING:
+        raise Conflict(f"registration is {registration.status}", code="not_cancellable")
+    if not registration_leave(registration=registration, status=S.CANCELLED, actor="customer", reason="cancelled"):
+        registration.refresh_from_db(fields=["status"])
+        if registration.status != S.CANCELLED:
+            raise Conflict(f"registration is {registration.status}", code="not_cancellable")
+    return S.CANCELLED
+
+
+@transaction.atomic(durable=True)
+def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registration]:
+    """Expire WAITING registrations whose lease ran out; return them.
+
+    Candidates come from the indexed database copy of the lease; the cache
+    has the last word, and a live cache lease refreshes the stale copy.
+    """
+    now = now or timezone.now()
+    candidates = list(
+        Registration.objects.select_related("customer").filter(status=S.WAITING, lease_expires_at__lt=now)
+    )
+    alive = leases.lease_alive("registration", [r.id for r in candidates])
+    if alive:
+        Registration.objects.filter(id__in=alive).update(lease_expires_at=_lease_db_copy(now))
+    expired = []
+    for registration in candidates:
+        if registration.id in alive:
+            continue
+        if registration_leave(
+            registration=registration, status=S.EXPIRED, actor="matcher", reason="lease_expired", announce=False
+        ):
+            expired.append(registration)
+    if expired:
+        queue_changed(reason="expired")  # once per sweep, however many left
+    return expired

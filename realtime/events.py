@@ -1,0 +1,104 @@
+"""The event vocabulary: the JSON bodies clients receive, and the channel-layer groups.
+
+Every builder returns plain dicts of str/int/None (STYLE habit 5): ids as
+strings, times as epoch milliseconds, field names in camelCase as in the
+seed's messages. The REST polling endpoint returns the very same dicts.
+"""
+
+import time
+from datetime import datetime
+
+# The group every node's rank hub joins: one queue change is one message to it.
+QUEUE_GROUP = "hearo.queue"
+
+
+def customer_group(customer_id: str) -> str:
+    """Return the channel-layer group of one customer's connections."""
+    return f"customer.{customer_id}"
+
+
+def counselor_group(counselor_id: str) -> str:
+    """Return the channel-layer group of one counselor's connections."""
+    return f"counselor.{counselor_id}"
+
+
+def epoch_ms(when: datetime | None = None) -> int:
+    """Return a datetime (or now) as integer epoch milliseconds."""
+    if when is None:
+        return int(time.time() * 1000)
+    return int(when.timestamp() * 1000)
+
+
+def waiting(*, customer_id: str, registration_id: int, rank: int, version: int, eta: int | None) -> dict:
+    return {
+        "customerId": customer_id,
+        "registrationId": registration_id,
+        "status": "WAITING",
+        "rank": rank,
+        "estimatedWaitSeconds": eta,
+        "version": version,
+        "timestamp": epoch_ms(),
+    }
+
+
+def matched(*, customer_id: str, registration_id: int, identity: str, room_name: str, match_id: int) -> dict:
+    return {
+        "customerId": customer_id,
+        "registrationId": registration_id,
+        "status": "MATCHED",
+        "identity": identity,
+        "roomName": room_name,
+        "matchId": match_id,
+        "timestamp": epoch_ms(),
+    }
+
+
+def in_call(*, customer_id: str, registration_id: int, identity: str, room_name: str, match_id: int) -> dict:
+    body = matched(
+        customer_id=customer_id,
+        registration_id=registration_id,
+        identity=identity,
+        room_name=room_name,
+        match_id=match_id,
+    )
+    return body | {"status": "IN_CALL"}
+
+
+def terminal(*, customer_id: str, registration_id: int, status: str, reason: str) -> dict:
+    """Return the last message of a visit: COMPLETED, CANCELLED or EXPIRED."""
+    return {
+        "customerId": customer_id,
+        "registrationId": registration_id,
+        "status": status,
+        "reason": reason,
+        "timestamp": epoch_ms(),
+    }
+
+
+def match_assigned(
+    *, registration_id: int, customer_id: str, identity: str, room_name: str, match_id: int, display_name: str
+) -> dict:
+    return {
+        "type": "MATCH_ASSIGNED",
+        "registrationId": registration_id,
+        "customerId": customer_id,
+        "customerName": display_name,
+        "identity": identity,
+        "roomName": room_name,
+        "matchId": match_id,
+        "timestamp": epoch_ms(),
+    }
+
+
+def match_ended(*, match_id: int, room_name: str, reason: str) -> dict:
+    return {
+        "type": "MATCH_ENDED",
+        "matchId": match_id,
+        "roomName": room_name,
+        "reason": reason,
+        "timestamp": epoch_ms(),
+    }
+
+
+def counselor_status(*, counselor_id: str, status: str) -> dict:
+    return {"type": "STATUS", "counselorId": counselor_id, "status": status, "timestamp": epoch_ms()}

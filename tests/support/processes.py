@@ -1,0 +1,113 @@
+"""Real server processes for integration tests: Daphne nodes, Celery workers."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {port} after {timeout}s")
+
+
+def database_url() -> str:
+    """Return a DATABASE_URL for the test database the test process is using."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("postgresql"):
+        user = db.get("USER") or "root"
+        return f"postgres://{user}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    return f"sqlite:///{db['NAME']}"
+
+
+def server_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": database_url(),
+            "DJANGO_SETTINGS_MODULE": "hearo.settings",
+            "PYTHONUNBUFFERED": "1",
+            "REDIS_URL": settings.REDIS_URL,
+            "HEARO_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "hearo-test"),
+            "HEARO_CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "hearo-test"),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict, log: Path) -> None:
+        self.log_path = log
+        self.log = open(log, "wb")
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=15)
+
+    def stop(self) -> None:
+        try:
+            self.kill(signal.SIGTERM)
+        except subprocess.TimeoutExpired:
+            self.kill(signal.SIGKILL)
+        self.log.close()
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def daphne(tmp_path: Path, name: str = "node", **env: str):
+    """Run one Daphne node on a free port; yield (port, Proc)."""
+    port = free_port()
+    args = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "hearo.asgi:application"]
+    proc = Proc(args, server_env(**env), tmp_path / f"{name}.log")
+    try:
+        wait_for_port(port, proc.proc)
+        yield port, proc
+    finally:
+        proc.stop()
+
+
+@contextmanager
+def celery_worker(tmp_path: Path, name: str = "worker", **env: str):
+    """Run one real Celery worker process (solo pool); yield the Proc once it is ready."""
+    args = [str(VENV_BIN / "celery"), "-A", "hearo", "worker", "--pool=solo", "-l", "info", "-n", f"{name}@%h"]
+    proc = Proc(args, server_env(**env), tmp_path / f"{name}.log")
+    try:
+        deadline = time.monotonic() + 30
+        while "ready." not in proc.output():
+            if proc.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{proc.output()}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        proc.stop()
