@@ -150,6 +150,13 @@ HEARO_JOIN_TIMEOUT_SECONDS = env_int("HEARO_JOIN_TIMEOUT_SECONDS", 60)
 if HEARO_HEARTBEAT_SECONDS >= HEARO_LEASE_SECONDS:
     raise ImproperlyConfigured("HEARO_HEARTBEAT_SECONDS must be shorter than HEARO_LEASE_SECONDS")
 
+# Extra WebSocket origins beyond ALLOWED_HOSTS (e.g. "https://app.example.com"); "*" allows any.
+HEARO_WS_ALLOWED_ORIGINS = env.list("HEARO_WS_ALLOWED_ORIGINS", default=[])
+# The plain broker for STOMP conformance suites (guest/guest, /topic/test/…); off in production.
+HEARO_STOMP_TEST_BROKER = env_flag("HEARO_STOMP_TEST_BROKER", default=False)
+# Server STOMP heart-beat offer "sx,sy" in ms (sent every max(sx, client cy)).
+HEARO_STOMP_HEARTBEAT_MS = env_int("HEARO_STOMP_HEARTBEAT_MS", 10000, minimum=0)
+
 # LiveKit: development defaults match `livekit-server --dev`.
 LIVEKIT_URL = env.str("LIVEKIT_URL", default="ws://127.0.0.1:7880")
 LIVEKIT_API_KEY = env.str("LIVEKIT_API_KEY", default="devkey")

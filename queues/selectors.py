@@ -3,9 +3,10 @@
 import hashlib
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.apps import apps
-from django.db.models import Avg, F, Q
+from django.db.models import Avg, F, Q, Subquery
 
 from hearo.errors import Unauthorized
 from queues.models import QueueState, Registration
@@ -55,20 +56,26 @@ class QueueSnapshot:
     version: int
     # (registration id, customer id) in rank order
     waiting: list[tuple[int, str]]
+    head_enqueued_at: datetime | None = None
 
 
 def queue_snapshot() -> QueueSnapshot:
-    """Return the waiting registrations in rank order, in one query, with a version.
+    """Return the waiting registrations in rank order, with the queue version, in one query.
 
-    The version is read *before* the list: a change that commits in between
-    makes the list newer than its label, never older, so a client that drops
-    messages older than the newest version it saw never drops a fresh rank.
+    The version rides along as a scalar subquery, so on PostgreSQL it comes
+    from the same statement snapshot as the list. (Only an empty queue needs
+    a second query for it, and an empty queue has no ranks to get wrong.)
     """
-    version = queue_version()
-    rows = (
-        Registration.objects.filter(status=W).order_by("enqueued_at", "id").values_list("id", "customer__customer_id")
+    version = QueueState.objects.filter(pk=1).values("version")[:1]
+    rows = list(
+        Registration.objects.filter(status=W)
+        .order_by("enqueued_at", "id")
+        .annotate(queue_version=Subquery(version))
+        .values_list("id", "customer__customer_id", "enqueued_at", "queue_version")
     )
-    return QueueSnapshot(version=version, waiting=list(rows))
+    if not rows:
+        return QueueSnapshot(version=queue_version(), waiting=[])
+    return QueueSnapshot(version=rows[0][3] or 0, waiting=[(r[0], r[1]) for r in rows], head_enqueued_at=rows[0][2])
 
 
 _stats_cache: dict[str, tuple[float, tuple[int, float | None]]] = {}
@@ -142,3 +149,9 @@ def registration_state(*, registration: Registration) -> dict:
         status=registration.status,
         reason=registration.left_reason,
     )
+
+
+def registration_by_id_state(registration_id: int) -> dict:
+    """Return the current push-channel state of a registration by id."""
+    registration = Registration.objects.select_related("customer").get(pk=registration_id)
+    return registration_state(registration=registration)

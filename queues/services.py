@@ -35,14 +35,16 @@ def queue_version_bump() -> int:
     The row lock this takes serialises every change to the queue order, so
     versions are handed out in commit order.
     """
+    table = QueueState._meta.db_table  # from the model, never from input
+    # An upsert, so a database whose row is missing (a flushed test database)
+    # still gets exactly one row under concurrent first writers.
+    sql = (
+        f"INSERT INTO {table} (id, version) VALUES (1, 1) "  # noqa: S608
+        f"ON CONFLICT (id) DO UPDATE SET version = {table}.version + 1 RETURNING version"
+    )
     with connection.cursor() as cursor:
-        table = QueueState._meta.db_table  # from the model, never from input
-        cursor.execute(f"UPDATE {table} SET version = version + 1 WHERE id = 1 RETURNING version")  # noqa: S608
-        row = cursor.fetchone()
-    if row is None:  # a fresh database whose data migration has not run
-        QueueState.objects.create(pk=1, version=1)
-        return 1
-    return row[0]
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
 
 
 def queue_changed(*, reason: str) -> None:
@@ -187,3 +189,17 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
     if expired:
         queue_changed(reason="expired")  # once per sweep, however many left
     return expired
+
+
+def registration_touch(*, registration_id: int) -> None:
+    """Renew a lease from socket liveness (STOMP heart-beats, raw-WS pings).
+
+    Same throttle as the REST heartbeat, without reading the row first: the
+    conditional UPDATE writes only when the database copy lags by half a lease.
+    """
+    expires = leases.lease_renew("registration", registration_id)
+    expires_at = datetime.fromtimestamp(expires, tz=UTC)
+    stale_before = expires_at - timedelta(seconds=settings.HEARO_LEASE_SECONDS / 2)
+    Registration.objects.filter(
+        pk=registration_id, status__in=Registration.ACTIVE, lease_expires_at__lt=stale_before
+    ).update(lease_expires_at=expires_at)

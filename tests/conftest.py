@@ -95,3 +95,18 @@ def counselor(db):
     from matching import services
 
     return services.counselor_create(username="alice", password="s3cret-pass-1", display_name="Alice")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections(django_db_setup, django_db_blocker):
+    """Let the test database be dropped: end sessions left by worker threads."""
+    yield
+    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        return
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

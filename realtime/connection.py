@@ -1,0 +1,191 @@
+"""One client connection, whatever the transport: auth, topics, groups, the hub.
+
+A ``PushConnection`` is driven by a transport (a Channels WebSocket consumer,
+or later a SockJS session): the transport feeds it what the client sent and
+the channel-layer messages addressed to it, and gives it ``send``/``close``.
+Subclasses differ only in the encoding (STOMP frames or plain JSON).
+"""
+
+import hashlib
+import logging
+import time
+from typing import Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from hearo.errors import DomainError
+from queues.selectors import registration_by_id_state
+from queues.services import registration_touch
+from realtime import events
+from realtime.auth import Credentials, authenticate
+from realtime.destinations import Principal, Topic
+from realtime.hub import Watcher, get_hub
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    async def send_data(self, data: bytes | str) -> None: ...
+
+    async def close(self, code: int = 1000) -> None: ...
+
+
+class ClientError(Exception):
+    """A request this connection refuses; one place turns it into ERROR or JSON."""
+
+    def __init__(self, message: str, detail: str = "", *, code: int = 1008) -> None:
+        super().__init__(message)
+        self.message, self.detail, self.close_code = message, detail or message, code
+
+
+def test_group(destination: str) -> str:
+    """Return a channel-layer group name for a conformance-broker destination."""
+    return "test." + hashlib.sha1(destination.encode(), usedforsecurity=False).hexdigest()
+
+
+class PushConnection:
+    def __init__(self, transport: Transport, channel_name: str, scope: dict) -> None:
+        self.transport = transport
+        self.channel_name = channel_name
+        self.scope = scope
+        self.layer = get_channel_layer()
+        self.principal: Principal | None = None
+        self.groups: set[str] = set()
+        self.watchers: dict[Topic, Watcher] = {}
+        # Once the visit left the queue (MATCHED, CANCELLED…), hub rank pushes
+        # computed from an older read must not overwrite that news.
+        self.left_queue = False
+        self._touched = 0.0
+        self.closed = False
+
+    # -- auth and topics ------------------------------------------------------
+
+    async def authenticate(self, credentials: Credentials) -> Principal:
+        try:
+            self.principal = await database_sync_to_async(authenticate)(credentials)
+        except DomainError as exc:
+            raise ClientError("authentication failed", exc.detail) from None
+        self._touched = time.monotonic()
+        return self.principal
+
+    async def attach(self, topic: Topic) -> None:
+        """Join the topic's group and the hub, then send its snapshot.
+
+        Joining before reading means no update published in between is lost;
+        an update that races the snapshot is sorted out by ``left_queue`` and
+        the version the client compares.
+        """
+        if topic.kind == "test":
+            await self._group_add(test_group(topic.ident))
+            return
+        hub = await get_hub()
+        watcher = Watcher(push=lambda body, t=topic: self.hub_push(t, body))
+        self.watchers[topic] = watcher
+        if topic.kind == "rank":
+            await self._group_add(events.customer_group(topic.ident))
+            watcher.registration_id = self.principal.registration_id
+            watcher.customer_id = topic.ident
+            hub.watch_rank(watcher)
+            await self._send_rank_snapshot(topic, watcher)
+        else:
+            await self._group_add(events.counselor_group(topic.ident))
+            hub.watch_queue(watcher)
+            await hub.refresh_one(watcher)
+
+    async def _send_rank_snapshot(self, topic: Topic, watcher: Watcher) -> None:
+        before = self.left_queue
+        state = await database_sync_to_async(registration_by_id_state)(self.principal.registration_id)
+        if self.left_queue and not before:
+            return  # a fresher customer event arrived while we were reading
+        if state.get("status") == "WAITING":
+            watcher.last_rank = state["rank"]
+        else:
+            self.left_queue = True
+        await self.deliver(topic, state)
+
+    async def detach(self, topic: Topic) -> None:
+        watcher = self.watchers.pop(topic, None)
+        if watcher is not None:
+            (await get_hub()).forget(watcher)
+        if topic.kind == "test":
+            group = test_group(topic.ident)
+        elif topic.kind == "rank":
+            group = events.customer_group(topic.ident)
+        else:
+            group = events.counselor_group(topic.ident)
+        if not any(t == topic for t in self.topics()):
+            await self._group_discard(group)
+
+    def topics(self) -> list[Topic]:
+        """Return the topics still subscribed (subclasses know their subscriptions)."""
+        return list(self.watchers)
+
+    async def _group_add(self, group: str) -> None:
+        if group not in self.groups:
+            await self.layer.group_add(group, self.channel_name)
+            self.groups.add(group)
+
+    async def _group_discard(self, group: str) -> None:
+        if group in self.groups:
+            self.groups.discard(group)
+            await self.layer.group_discard(group, self.channel_name)
+
+    async def release(self) -> None:
+        """Leave every group and the hub (the socket is gone)."""
+        self.closed = True
+        if self.watchers:
+            hub = await get_hub()
+            for watcher in self.watchers.values():
+                hub.forget(watcher)
+        self.watchers.clear()
+        for group in list(self.groups):
+            await self._group_discard(group)
+
+    # -- inbound liveness -----------------------------------------------------
+
+    async def touch(self) -> None:
+        """Renew the customer's lease from socket traffic (at most every heartbeat interval)."""
+        if self.principal is None or self.principal.kind != "customer" or self.left_queue:
+            return
+        now = time.monotonic()
+        if now - self._touched < settings.HEARO_HEARTBEAT_SECONDS:
+            return
+        self._touched = now
+        try:
+            await database_sync_to_async(registration_touch)(registration_id=self.principal.registration_id)
+        except Exception:
+            log.exception("lease renewal from socket liveness failed")
+
+    # -- channel-layer events -------------------------------------------------
+
+    async def layer_message(self, message: dict) -> None:
+        """Handle a message addressed to this connection's groups."""
+        kind = message["type"]
+        if kind == "customer.event":
+            topic = Topic("rank", message["body"].get("customerId", ""))
+            self.left_queue = message["body"].get("status") != "WAITING"
+        elif kind == "counselor.event":
+            topic = next((t for t in self.watchers if t.kind == "counselor"), None)
+        else:
+            await self.deliver_test(message)
+            return
+        if topic is not None and topic in self.watchers:
+            await self.deliver(topic, message["body"])
+
+    async def hub_push(self, topic: Topic, body: dict) -> None:
+        if topic.kind == "rank" and self.left_queue:
+            return
+        await self.deliver(topic, body)
+
+    # -- encoding-specific ----------------------------------------------------
+
+    async def deliver(self, topic: Topic, body: dict) -> None:
+        raise NotImplementedError
+
+    async def deliver_test(self, message: dict) -> None:
+        """Deliver a conformance-broker message (STOMP only)."""
+
+    async def receive(self, data: bytes | str) -> None:
+        raise NotImplementedError

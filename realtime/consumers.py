@@ -1,0 +1,84 @@
+"""Channels consumers: the WebSocket transport under a PushConnection (STYLE habit 7/9).
+
+The consumer only moves bytes and channel-layer messages; every decision is
+in the connection classes. ``dispatch`` skips Channels' per-message
+``aclose_old_connections`` thread hop: nothing on the push path touches the
+database directly (what does goes through database_sync_to_async, which
+manages connections itself), and the hop cost a quarter of Daphne's CPU in a
+broadcast.
+"""
+
+from channels.consumer import AsyncConsumer, get_handler_name
+from channels.exceptions import StopConsumer
+
+from realtime.connection import PushConnection
+from realtime.json_connection import JsonConnection
+from realtime.stomp_connection import StompConnection
+
+STOMP_SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
+
+
+class PushConsumer(AsyncConsumer):
+    connection_class: type[PushConnection]
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_connect(self, message):
+        self.connection = self.connection_class(self, self.channel_name, self.scope)
+        await self.send({"type": "websocket.accept", "subprotocol": self.subprotocol()})
+
+    def subprotocol(self) -> str | None:
+        return None
+
+    async def websocket_receive(self, message):
+        data = message.get("text")
+        await self.connection.receive(data if data is not None else message.get("bytes") or b"")
+
+    async def websocket_disconnect(self, message):
+        await self.connection.release()
+        raise StopConsumer()
+
+    # -- transport for the connection ------------------------------------------
+
+    async def send_data(self, data: bytes | str) -> None:
+        key = "text" if isinstance(data, str) else "bytes"
+        await self.send({"type": "websocket.send", key: data})
+
+    async def close(self, code: int = 1000) -> None:
+        self.connection.closed = True
+        await self.send({"type": "websocket.close", "code": code})
+
+    # -- channel-layer events ---------------------------------------------------
+
+    async def customer_event(self, message):
+        await self.connection.layer_message(message)
+
+    async def counselor_event(self, message):
+        await self.connection.layer_message(message)
+
+    async def test_message(self, message):
+        await self.connection.layer_message(message)
+
+
+class StompConsumer(PushConsumer):
+    """``/ws/stomp``: STOMP 1.0-1.2 frames in WebSocket messages."""
+
+    connection_class = StompConnection
+
+    def subprotocol(self) -> str | None:
+        # Clients that offer STOMP subprotocols fail the handshake unless one is
+        # selected; stomp.py, stompman and SockJS offer none and get none.
+        offered = self.scope.get("subprotocols") or []
+        return next((p for p in STOMP_SUBPROTOCOLS if p in offered), None)
+
+
+class RawJsonConsumer(PushConsumer):
+    """``/ws/raw``: the same messages as plain JSON text."""
+
+    connection_class = JsonConnection

@@ -1,0 +1,223 @@
+"""The rank hub: one per process, fanning each queue change out to local sockets.
+
+A queue change is ONE channel-layer message to ``events.QUEUE_GROUP``, which
+holds one channel per process, so it costs O(processes), not O(customers).
+The hub of each process reads the queue once (one query), computes every
+rank and pushes a frame only to the connected customers whose rank changed.
+Changes that arrive while a refresh runs are coalesced into one more refresh,
+so a matcher pass that removes ten customers pushes each customer once.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from queues import ranking
+from queues.selectors import QueueSnapshot, queue_snapshot, wait_stats
+from realtime import events
+
+log = logging.getLogger(__name__)
+
+Push = Callable[[dict], Awaitable[None]]
+# Re-join the group well within channels-redis's group_expiry (one day).
+REJOIN_SECONDS = 3600
+# Re-read now and then even without a message: a lost broadcast heals itself.
+SAFETY_REFRESH_SECONDS = 30
+
+
+@dataclass(eq=False)
+class Watcher:
+    """One subscribed connection: where to push, and what it was last told."""
+
+    push: Push
+    registration_id: int | None = None
+    customer_id: str = ""
+    last_rank: int | None = None
+    last_stats: tuple | None = field(default=None)
+
+
+def _read() -> tuple[QueueSnapshot, tuple[int, float | None]]:
+    return queue_snapshot(), wait_stats()
+
+
+class RankHub:
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.customers: dict[int, set[Watcher]] = {}
+        self.counselors: set[Watcher] = set()
+        self.refreshes = 0  # read by tests and the metrics
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.channel: str | None = None
+
+    async def start(self) -> None:
+        # The default prefix on purpose: channels-redis pops every process-local
+        # channel from one Redis list per prefix, so a custom prefix would
+        # starve whichever receiver does not hold the receive lock.
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(events.QUEUE_GROUP, self.channel)
+        for coro in (self._receive(), self._refresh_loop(), self._keepalive()):
+            self._tasks.append(asyncio.create_task(coro))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.channel:
+            await self.layer.group_discard(events.QUEUE_GROUP, self.channel)
+
+    # -- who is watching ----------------------------------------------------
+
+    def watch_rank(self, watcher: Watcher) -> None:
+        self.customers.setdefault(watcher.registration_id, set()).add(watcher)
+
+    def watch_queue(self, watcher: Watcher) -> None:
+        self.counselors.add(watcher)
+
+    def forget(self, watcher: Watcher) -> None:
+        self.counselors.discard(watcher)
+        group = self.customers.get(watcher.registration_id)
+        if group is not None:
+            group.discard(watcher)
+            if not group:
+                del self.customers[watcher.registration_id]
+
+    # -- the loop -------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("rank hub receive failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            self._dirty.set()
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(REJOIN_SECONDS)
+            await self.layer.group_add(events.QUEUE_GROUP, self.channel)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._dirty.wait(), timeout=SAFETY_REFRESH_SECONDS)
+            except TimeoutError:
+                pass
+            self._dirty.clear()
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("rank refresh failed; retrying")
+                await asyncio.sleep(1)
+                self._dirty.set()
+
+    async def refresh(self) -> int:
+        """Read the queue once and push changed ranks; return how many pushes."""
+        if not self.customers and not self.counselors:
+            return 0
+        snapshot, stats = await database_sync_to_async(_read)()
+        self.refreshes += 1
+        pushes = await self._push_ranks(snapshot, stats)
+        return pushes + await self._push_queue_stats(snapshot)
+
+    async def refresh_one(self, watcher: Watcher) -> None:
+        """Send a newly watching counselor the queue summary now."""
+        snapshot, _ = await database_sync_to_async(_read)()
+        body = queue_stats_body(snapshot)
+        watcher.last_stats = (body["waiting"], snapshot.head_enqueued_at)
+        await self._safe_push(watcher, body)
+
+    async def _push_ranks(self, snapshot: QueueSnapshot, stats: tuple[int, float | None]) -> int:
+        on_shift, average = stats
+        pushes = 0
+        ranks = {reg_id: rank for rank, (reg_id, _) in enumerate(snapshot.waiting, start=1)}
+        for reg_id, watchers in list(self.customers.items()):
+            rank = ranks.get(reg_id)
+            for watcher in list(watchers):
+                if rank is None or rank == watcher.last_rank:
+                    watcher.last_rank = rank if rank is not None else watcher.last_rank
+                    continue
+                eta = ranking.estimate_wait_seconds(
+                    rank=rank, counselors_on_shift=on_shift, average_call_seconds=average
+                )
+                body = events.waiting(
+                    customer_id=watcher.customer_id,
+                    registration_id=reg_id,
+                    rank=rank,
+                    version=snapshot.version,
+                    eta=eta,
+                )
+                watcher.last_rank = rank
+                pushes += await self._safe_push(watcher, body)
+        return pushes
+
+    async def _push_queue_stats(self, snapshot: QueueSnapshot) -> int:
+        body = queue_stats_body(snapshot)
+        key = (body["waiting"], snapshot.head_enqueued_at)
+        pushes = 0
+        for watcher in list(self.counselors):
+            if watcher.last_stats != key:
+                watcher.last_stats = key
+                pushes += await self._safe_push(watcher, body)
+        return pushes
+
+    async def _safe_push(self, watcher: Watcher, body: dict) -> int:
+        try:
+            await watcher.push(body)
+            return 1
+        except Exception:
+            log.exception("push to a local connection failed")
+            return 0
+
+
+def queue_stats_body(snapshot: QueueSnapshot) -> dict:
+    """Return the dashboard's live queue summary."""
+    longest = None
+    if snapshot.head_enqueued_at is not None:
+        longest = max(0, int(time.time() - snapshot.head_enqueued_at.timestamp()))
+    return {
+        "type": "QUEUE",
+        "waiting": len(snapshot.waiting),
+        "longestWaitSeconds": longest,
+        "version": snapshot.version,
+        "timestamp": events.epoch_ms(),
+    }
+
+
+_hubs: dict[asyncio.AbstractEventLoop, RankHub] = {}
+_starting: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+
+async def get_hub() -> RankHub:
+    """Return this event loop's hub, starting it on first use."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is not None:
+        return hub
+    lock = _starting.setdefault(loop, asyncio.Lock())
+    async with lock:
+        if loop not in _hubs:
+            hub = RankHub()
+            await hub.start()
+            _hubs[loop] = hub
+    return _hubs[loop]
+
+
+async def reset_hub() -> None:
+    """Stop this loop's hub (tests start each one fresh)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.pop(loop, None)
+    _starting.pop(loop, None)
+    if hub is not None:
+        await hub.stop()

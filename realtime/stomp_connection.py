@@ -1,0 +1,183 @@
+"""STOMP 1.2 over any transport: the session machine wired to auth, topics and the hub."""
+
+import asyncio
+import json
+import logging
+import secrets
+
+from django.conf import settings
+
+from realtime import destinations
+from realtime.auth import Credentials
+from realtime.connection import ClientError, PushConnection, test_group
+from realtime.destinations import Refused, Topic
+from realtime.session import (
+    AckReceived,
+    ConnectRequested,
+    DisconnectRequested,
+    HeartbeatReceived,
+    SendRequested,
+    StompSession,
+    SubscribeRequested,
+    UnsubscribeRequested,
+)
+from realtime.stomp import StompError
+
+log = logging.getLogger(__name__)
+
+# Headers the broker sets itself on a relayed conformance message.
+_RESERVED = {
+    "destination",
+    "receipt",
+    "content-length",
+    "content-type",
+    "transaction",
+    "message-id",
+    "subscription",
+    "ack",
+}
+
+
+class StompConnection(PushConnection):
+    def __init__(self, transport, channel_name: str, scope: dict) -> None:
+        super().__init__(transport, channel_name, scope)
+        beat = settings.HEARO_STOMP_HEARTBEAT_MS
+        self.session = StompSession(session_id=secrets.token_hex(8), server_heartbeat=(beat, beat))
+        self.sub_topics: dict[str, Topic] = {}
+        self._beats: asyncio.Task | None = None
+
+    # -- inbound --------------------------------------------------------------
+
+    async def receive(self, data: bytes | str) -> None:
+        """Feed what the client sent; act on every complete frame."""
+        if self.session.closed:
+            return
+        try:
+            for event in self.session.receive_data(data):
+                await self.handle(event)
+                if self.session.closed:
+                    return
+        except StompError as exc:
+            await self.fail(exc.message, exc.detail, receipt_id=exc.receipt_id, code=1002)
+        except ClientError as exc:
+            await self.fail(exc.message, exc.detail, code=exc.close_code)
+
+    async def handle(self, event) -> None:
+        await self.touch()
+        if isinstance(event, HeartbeatReceived | AckReceived):
+            return  # liveness counted above; acks need no bookkeeping here
+        handler = {
+            ConnectRequested: self.on_connect,
+            SubscribeRequested: self.on_subscribe,
+            UnsubscribeRequested: self.on_unsubscribe,
+            SendRequested: self.on_send,
+            DisconnectRequested: self.on_disconnect,
+        }[type(event)]
+        await handler(event)
+
+    async def on_connect(self, event: ConnectRequested) -> None:
+        user = self.scope.get("user")
+        credentials = Credentials(
+            authorization=event.authorization, login=event.login, passcode=event.passcode, user=user
+        )
+        await self.authenticate(credentials)
+        await self.send(self.session.accept_connect(event, extra_headers={"user-name": self.principal.ident}))
+        if self.session.outgoing_heartbeat_ms or self.session.incoming_heartbeat_ms:
+            self._beats = asyncio.create_task(self._heartbeats())
+
+    async def on_subscribe(self, event: SubscribeRequested) -> None:
+        try:
+            topic = destinations.authorize_subscribe(self.principal, event.destination)
+        except Refused as exc:
+            raise ClientError("subscription refused", str(exc)) from None
+        first = topic not in self.sub_topics.values()
+        receipt = self.session.subscribe_accepted(event)
+        self.sub_topics[event.id] = topic
+        # RECEIPT first: the client knows it is subscribed before the snapshot lands.
+        await self.send(receipt)
+        if first:
+            await self.attach(topic)
+        elif topic.kind == "rank":
+            await self._send_rank_snapshot(topic, self.watchers[topic])
+
+    async def on_unsubscribe(self, event: UnsubscribeRequested) -> None:
+        topic = self.sub_topics.pop(event.id, None)
+        await self.send(self.session.unsubscribe(event))
+        if topic is not None and topic not in self.sub_topics.values():
+            await self.detach(topic)
+
+    async def on_send(self, event: SendRequested) -> None:
+        try:
+            destinations.authorize_send(self.principal, event.destination)
+        except Refused as exc:
+            raise ClientError("send refused", str(exc)) from None
+        frame = event.frame
+        custom = [(k, v) for k, v in frame.headers if k not in _RESERVED]
+        message = {
+            "type": "test.message",
+            "destination": event.destination,
+            "content_type": frame.get("content-type"),
+            "headers": [list(h) for h in custom],
+            "body": frame.body,
+        }
+        await self.layer.group_send(test_group(event.destination), message)
+        await self.send(self.session.receipt_for(frame))
+
+    async def on_disconnect(self, event: DisconnectRequested) -> None:
+        await self.send(self.session.disconnect(event))
+        await self.transport.close(1000)
+
+    async def fail(self, message: str, detail: str, *, receipt_id: str | None = None, code: int = 1002) -> None:
+        """Send ERROR, then close: the spec's answer to anything we refuse."""
+        if self.closed:
+            return
+        log.info("STOMP ERROR %s: %s", message, detail)
+        await self.send(self.session.error(message, detail=detail, receipt_id=receipt_id))
+        await self.transport.close(code)
+
+    # -- outbound -------------------------------------------------------------
+
+    def topics(self) -> list[Topic]:
+        return list(self.sub_topics.values())
+
+    async def send(self, data: bytes) -> None:
+        if not data or self.closed:
+            return
+        try:
+            await self.transport.send_data(data.decode())
+        except UnicodeDecodeError:
+            await self.transport.send_data(data)  # a binary body: a binary message
+
+    async def deliver(self, topic: Topic, body: dict) -> None:
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        for sub_id, sub_topic in list(self.sub_topics.items()):
+            if sub_topic == topic and not self.session.closed:
+                await self.send(self.session.message(sub_id, payload))
+
+    async def deliver_test(self, message: dict) -> None:
+        headers = {k: v for k, v in message["headers"]}
+        for sub_id, topic in list(self.sub_topics.items()):
+            if topic.kind == "test" and topic.ident == message["destination"] and not self.session.closed:
+                data = self.session.message(
+                    sub_id, message["body"], content_type=message["content_type"], headers=headers
+                )
+                await self.send(data)
+
+    async def _heartbeats(self) -> None:
+        """Send beats when we have been quiet; close a peer that went silent."""
+        check = self.session.incoming_heartbeat_ms / 1000 or None
+        while not self.session.closed and not self.closed:
+            # Wake only when a beat is due or the peer's silence must be checked:
+            # thousands of idle connections must not spin.
+            waits = [w for w in (self.session.next_heartbeat_in(), check) if w is not None]
+            await asyncio.sleep(max(0.05, min(waits)))
+            if self.session.peer_timed_out():
+                await self.fail("heart-beat timeout", "no data from the client within the negotiated interval")
+                return
+            if self.session.heartbeat_due():
+                await self.transport.send_data(self.session.heartbeat().decode())
+
+    async def release(self) -> None:
+        if self._beats is not None:
+            self._beats.cancel()
+        await super().release()

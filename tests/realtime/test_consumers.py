@@ -1,0 +1,264 @@
+"""The STOMP and raw-JSON consumers, driven by Channels' WebsocketCommunicator."""
+
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from hearo.asgi import application
+from queues import services
+from queues.models import Registration
+from tests.realtime.conftest import ORIGIN
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_it_selects_the_best_stomp_subprotocol_offered(stomp):
+    assert await stomp().open() == "v12.stomp"
+    assert await stomp(subprotocols=("v10.stomp", "v11.stomp")).open() == "v11.stomp"
+
+
+async def test_it_accepts_a_client_that_offers_no_subprotocol(stomp):
+    assert await stomp(subprotocols=()).open() is None
+
+
+async def test_a_customer_connects_with_its_bearer_token(stomp, sjoin):
+    joined = await sjoin()
+    connected = await stomp().connect(**bearer(joined.token))
+    assert connected.command == "CONNECTED"
+    assert connected.get("version") == "1.2"
+    assert connected.get("heart-beat") is not None
+
+
+async def test_a_bad_token_gets_error_and_close(stomp):
+    client = stomp()
+    error = await client.connect(**bearer("forged"))
+    assert error.command == "ERROR"
+    assert error.get("message") == "authentication failed"
+    assert await client.closed_code() == 1008
+
+
+async def test_no_credentials_get_error(stomp):
+    client = stomp()
+    assert (await client.connect()).command == "ERROR"
+
+
+async def test_subscribe_gets_a_receipt_then_the_current_rank(stomp, sjoin):
+    await sjoin()
+    joined = await sjoin()
+    client = stomp()
+    await client.connect(**bearer(joined.token))
+    customer_id = joined.registration.customer.customer_id
+    await client.send("SUBSCRIBE", {"id": "sub-0", "destination": f"/topic/queue-rank/{customer_id}", "receipt": "r1"})
+    receipt = await client.frame()
+    assert (receipt.command, receipt.get("receipt-id")) == ("RECEIPT", "r1")
+    message = await client.frame()
+    assert message.get("subscription") == "sub-0"
+    assert message.get("destination") == f"/topic/queue-rank/{customer_id}"
+    body = json.loads(message.body)
+    assert (body["status"], body["rank"], body["customerId"]) == ("WAITING", 2, customer_id)
+    assert isinstance(body["version"], int)
+
+
+async def test_it_pushes_the_new_rank_when_the_customer_ahead_leaves(stomp, sjoin):
+    first, second = await sjoin(), await sjoin()
+    client = stomp()
+    await client.connect(**bearer(second.token))
+    await client.send(
+        "SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{second.registration.customer.customer_id}"}
+    )
+    assert (await client.json())["rank"] == 2
+    await database_sync_to_async(services.registration_cancel)(registration=first.registration)
+    pushed = await client.json()
+    assert (pushed["status"], pushed["rank"]) == ("WAITING", 1)
+    assert await client.nothing()  # exactly one push
+
+
+async def test_a_customer_who_leaves_is_told_and_gets_no_more_ranks(stomp, sjoin):
+    joined = await sjoin()
+    client = stomp()
+    await client.connect(**bearer(joined.token))
+    await client.send(
+        "SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{joined.registration.customer.customer_id}"}
+    )
+    await client.json()
+    await database_sync_to_async(services.registration_cancel)(registration=joined.registration)
+    assert (await client.json())["status"] == "CANCELLED"
+    assert await client.nothing()
+
+
+async def test_only_customers_whose_rank_changed_are_pushed(stomp, sjoin):
+    first, _second, third = await sjoin(), await sjoin(), await sjoin()
+    client = stomp()
+    await client.connect(**bearer(first.token))
+    await client.send(
+        "SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{first.registration.customer.customer_id}"}
+    )
+    assert (await client.json())["rank"] == 1
+    await database_sync_to_async(services.registration_cancel)(registration=third.registration)
+    assert await client.nothing(0.5)  # the head's rank did not change
+
+
+async def test_subscribing_to_another_customers_rank_is_refused(stomp, sjoin):
+    mine, theirs = await sjoin(), await sjoin()
+    client = stomp()
+    await client.connect(**bearer(mine.token))
+    await client.send(
+        "SUBSCRIBE",
+        {"id": "s", "destination": f"/topic/queue-rank/{theirs.registration.customer.customer_id}", "receipt": "x"},
+    )
+    error = await client.frame()
+    assert error.command == "ERROR"
+    assert error.get("message") == "subscription refused"
+    assert await client.closed_code() == 1008
+
+
+@pytest.mark.parametrize("destination", ["/topic/counselor/counselor_abc", "/queue/other", "/topic/test/x"])
+async def test_a_customer_cannot_subscribe_elsewhere(stomp, sjoin, destination):
+    joined = await sjoin()
+    client = stomp()
+    await client.connect(**bearer(joined.token))
+    await client.send("SUBSCRIBE", {"id": "s", "destination": destination})
+    assert (await client.frame()).command == "ERROR"
+
+
+async def test_a_malformed_frame_gets_error_and_close(stomp, sjoin):
+    joined = await sjoin()
+    client = stomp()
+    await client.connect(**bearer(joined.token))
+    await client.send_raw("SUBSCRIBE\nid:s\ndestination:/topic/a\\tb\n\n\x00")
+    error = await client.frame()
+    assert error.command == "ERROR"
+    assert await client.closed_code() == 1002
+
+
+async def test_frames_before_connect_are_refused(stomp):
+    client = stomp()
+    await client.open()
+    await client.send("SUBSCRIBE", {"id": "s", "destination": "/topic/queue-rank/x"})
+    assert (await client.frame()).command == "ERROR"
+
+
+async def test_disconnect_is_answered_with_its_receipt_then_close(stomp, sjoin):
+    joined = await sjoin()
+    client = stomp()
+    await client.connect(**bearer(joined.token))
+    await client.send("DISCONNECT", {"receipt": "close-1"})
+    receipt = await client.frame()
+    assert (receipt.command, receipt.get("receipt-id")) == ("RECEIPT", "close-1")
+    assert await client.closed_code() == 1000
+
+
+async def test_a_frame_split_across_messages_and_binary_messages_work(stomp, sjoin):
+    joined = await sjoin()
+    client = stomp()
+    await client.open()
+    frame = f"CONNECT\naccept-version:1.2\nAuthorization:Bearer {joined.token}\n\n\x00"
+    await client.send_raw(frame[:10].encode())
+    await client.send_raw(frame[10:])
+    assert (await client.frame()).command == "CONNECTED"
+
+
+async def test_stomp_command_is_accepted_like_connect_and_heartbeats_are_ignored(stomp, sjoin):
+    joined = await sjoin()
+    client = stomp(subprotocols=())
+    await client.open()
+    await client.send_raw("\n")
+    await client.send("STOMP", {"accept-version": "1.2", "host": "127.0.0.1", **bearer(joined.token)})
+    assert (await client.frame()).command == "CONNECTED"
+    await client.send_raw("\n\n")
+    assert await client.nothing()
+
+
+async def test_a_counselor_connects_with_an_api_token_and_gets_the_queue_summary_and_matches(
+    stomp, sjoin, counselor_async
+):
+    counselor, key = counselor_async
+    client = stomp()
+    connected = await client.connect(Authorization=f"Token {key}")
+    assert connected.command == "CONNECTED"
+    await client.send("SUBSCRIBE", {"id": "c", "destination": f"/topic/counselor/{counselor.counselor_id}"})
+    summary = await client.json()
+    assert summary["type"] == "QUEUE" and summary["waiting"] == 0
+    await sjoin()
+    summary = await client.json()
+    assert summary["type"] == "QUEUE" and summary["waiting"] == 1
+
+
+async def test_a_counselor_cannot_listen_to_another_counselor(stomp, counselor_async):
+    _, key = counselor_async
+    client = stomp()
+    await client.connect(Authorization=f"Token {key}")
+    await client.send("SUBSCRIBE", {"id": "c", "destination": "/topic/counselor/counselor_someoneelse"})
+    assert (await client.frame()).command == "ERROR"
+
+
+async def test_client_ack_subscriptions_get_ack_headers(stomp, sjoin):
+    joined = await sjoin()
+    client = stomp()
+    await client.connect(**bearer(joined.token))
+    destination = f"/topic/queue-rank/{joined.registration.customer.customer_id}"
+    await client.send("SUBSCRIBE", {"id": "s", "destination": destination, "ack": "client-individual"})
+    message = await client.frame()
+    assert message.get("ack")
+    await client.send("ACK", {"id": message.get("ack")})
+    assert await client.nothing()
+
+
+async def test_the_origin_check_refuses_foreign_and_missing_origins(sjoin):
+    for headers in ([(b"origin", b"http://evil.example")], []):
+        ws = WebsocketCommunicator(application, "/ws/stomp", headers=headers)
+        connected, _ = await ws.connect()
+        assert not connected
+
+
+async def test_raw_json_tier_authenticates_then_pushes_the_same_bodies(sjoin):
+    first, second = await sjoin(), await sjoin()
+    ws = WebsocketCommunicator(application, "/ws/raw", headers=[ORIGIN])
+    assert (await ws.connect())[0]
+    await ws.send_json_to({"type": "auth", "token": second.token})
+    snapshot = await ws.receive_json_from()
+    assert (snapshot["status"], snapshot["rank"]) == ("WAITING", 2)
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from() == {"type": "pong"}
+    await database_sync_to_async(services.registration_cancel)(registration=first.registration)
+    assert (await ws.receive_json_from())["rank"] == 1
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ("not json", "malformed JSON"),
+        ('{"type": "ping"}', "authenticate first"),
+        ('{"type": "auth", "token": "forged"}', "authentication failed"),
+        ("[1,2]", "malformed message"),
+    ],
+)
+async def test_raw_json_tier_refuses_bad_messages_with_an_error_then_close(message, error):
+    ws = WebsocketCommunicator(application, "/ws/raw", headers=[ORIGIN])
+    await ws.connect()
+    await ws.send_to(text_data=message)
+    reply = await ws.receive_json_from()
+    assert reply["type"] == "error" and reply["error"] == error
+    assert (await ws.receive_output())["type"] == "websocket.close"
+
+
+async def test_socket_traffic_renews_the_customers_lease(stomp, sjoin, settings):
+    from queues import leases
+
+    settings.HEARO_HEARTBEAT_SECONDS = 0  # renew on every frame for the test
+    joined = await sjoin()
+    await database_sync_to_async(leases.lease_drop)("registration", joined.registration.id)
+    client = stomp()
+    await client.connect(**bearer(joined.token))
+    await client.send_raw("\n")
+    await client.nothing(0.3)
+    alive = await database_sync_to_async(leases.lease_alive)("registration", [joined.registration.id])
+    assert alive == {joined.registration.id}
+    assert await database_sync_to_async(Registration.objects.filter(pk=joined.registration.id).count)() == 1
