@@ -1,0 +1,100 @@
+"""A queue change costs O(1) channel-layer messages and one read, whatever the queue length."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from queues import services
+from queues.models import Customer, Registration
+from queues.selectors import wait_stats_forget
+from realtime import events
+from realtime.hub import RankHub, Watcher, _read
+
+pytestmark = pytest.mark.django_db
+
+
+def fill_queue(n: int) -> list[Registration]:
+    """Put n customers in the queue with one bulk insert."""
+    now = timezone.now()
+    start = Registration.objects.count()
+    customers = Customer.objects.bulk_create([Customer() for _ in range(n)])
+    return Registration.objects.bulk_create(
+        [
+            Registration(customer=c, enqueued_at=now, token_hash=f"{start + i:064x}", lease_expires_at=now)
+            for i, c in enumerate(customers)
+        ]
+    )
+
+
+def publishes_for_a_cancel_at_the_head(n: int, published, capture) -> int:
+    registrations = fill_queue(n)
+    published.clear()
+    with capture(execute=True):
+        services.registration_cancel(registration=registrations[0])
+    return len(published)
+
+
+def test_channel_layer_publishes_per_queue_change_do_not_grow_with_the_queue(
+    published, django_capture_on_commit_callbacks
+):
+    small = publishes_for_a_cancel_at_the_head(10, published, django_capture_on_commit_callbacks)
+    Registration.objects.all().delete()
+    large = publishes_for_a_cancel_at_the_head(1000, published, django_capture_on_commit_callbacks)
+    assert small == large == 2  # the leaver's own message + one broadcast to the hubs
+    assert published.groups().count(events.QUEUE_GROUP) == 1
+
+
+def queries_for_a_hub_read(n: int) -> int:
+    fill_queue(n)
+    wait_stats_forget()  # measure the uncached worst case both times
+    with CaptureQueriesContext(connection) as captured:
+        snapshot, _ = _read()
+    assert len(snapshot.waiting) >= n
+    return len(captured)
+
+
+def test_a_hub_reads_the_whole_queue_in_a_constant_number_of_queries():
+    small = queries_for_a_hub_read(10)
+    Registration.objects.all().delete()
+    large = queries_for_a_hub_read(2000)
+    assert small == large
+    assert large <= 4  # the ordered list with its version, plus the briefly cached wait stats
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_hub_pushes_each_customer_once_and_only_when_its_rank_changed():
+    from channels.db import database_sync_to_async
+
+    registrations = await database_sync_to_async(fill_queue)(300)
+    hub = RankHub()  # not started: driven directly
+    pushed: dict[int, list[dict]] = {}
+
+    def watcher_for(registration: Registration) -> Watcher:
+        async def push(body, reg_id=registration.id):
+            pushed.setdefault(reg_id, []).append(body)
+
+        return Watcher(push=push, registration_id=registration.id, customer_id=f"c{registration.id}")
+
+    for registration in registrations:
+        hub.watch_rank(watcher_for(registration))
+    assert await hub.refresh() == 300  # first read: everyone learns a rank
+    pushed.clear()
+
+    # Remove the 3rd and the 10th (a matcher pass taking two, say): one read.
+    def leave():
+        for registration in (registrations[2], registrations[9]):
+            Registration.objects.filter(pk=registration.pk).update(status="MATCHED")
+
+    await database_sync_to_async(leave)()
+    before = hub.refreshes
+    pushes = await hub.refresh()
+    assert hub.refreshes == before + 1
+    moved = {r.id for r in registrations[3:]} - {registrations[9].id}
+    assert pushes == len(moved) == 296  # everyone behind the 3rd; the leavers hear from their own topic
+    assert set(pushed) == moved
+    assert all(len(bodies) == 1 for bodies in pushed.values())
+    assert pushed[registrations[3].id][0]["rank"] == 3
+    assert pushed[registrations[10].id][0]["rank"] == 9
+    assert await hub.refresh() == 0  # nothing changed: nothing pushed
