@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, the realtime consumers for WebSockets."""
+"""ASGI entry point: Django and SockJS for HTTP, the realtime consumers for WebSockets."""
 
 import os
 
@@ -7,8 +7,19 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hearo.settings")
 django_asgi_app = get_asgi_application()  # before importing anything that touches models
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from realtime.routing import websocket_application  # noqa: E402
+from realtime.routing import sockjs_http_app, websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})
+
+async def http_application(scope, receive, send):
+    """SockJS paths go to the SockJS server, everything else to Django."""
+    if sockjs_http_app.service_for(scope["path"]) is not None:
+        return await sockjs_http_auth(scope, receive, send)
+    return await django_asgi_app(scope, receive, send)
+
+
+sockjs_http_auth = AuthMiddlewareStack(sockjs_http_app)
+
+application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application})

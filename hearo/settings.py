@@ -63,6 +63,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -154,6 +155,12 @@ if HEARO_HEARTBEAT_SECONDS >= HEARO_LEASE_SECONDS:
 HEARO_WS_ALLOWED_ORIGINS = env.list("HEARO_WS_ALLOWED_ORIGINS", default=[])
 # The plain broker for STOMP conformance suites (guest/guest, /topic/test/…); off in production.
 HEARO_STOMP_TEST_BROKER = env_flag("HEARO_STOMP_TEST_BROKER", default=False)
+# SockJS: bytes a streaming response carries before the client must reconnect,
+# and the protocol test suite's services under /sockjs-test/ (off in production).
+HEARO_SOCKJS_RESPONSE_LIMIT = env_int("HEARO_SOCKJS_RESPONSE_LIMIT", 128 * 1024)
+# Seconds a SockJS session outlives its last receiving connection (the protocol's 5 s).
+HEARO_SOCKJS_DISCONNECT_DELAY = env_int("HEARO_SOCKJS_DISCONNECT_DELAY", 5)
+HEARO_SOCKJS_TEST_SERVICES = env_flag("HEARO_SOCKJS_TEST_SERVICES", default=False)
 # Server STOMP heart-beat offer "sx,sy" in ms (sent every max(sx, client cy)).
 HEARO_STOMP_HEARTBEAT_MS = env_int("HEARO_STOMP_HEARTBEAT_MS", 10000, minimum=0)
 
@@ -211,8 +218,17 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Browser libraries come from the npm registry (package.json), served from node_modules.
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/stompjs", BASE_DIR / "node_modules/@stomp/stompjs/bundles"),
+    ("vendor/sockjs", BASE_DIR / "node_modules/sockjs-client/dist"),
+    ("vendor/livekit", BASE_DIR / "node_modules/livekit-client/dist"),
+]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Daphne serves no static files itself; WhiteNoise does, straight from the finders.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGGING = {
     "version": 1,

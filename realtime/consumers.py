@@ -18,6 +18,15 @@ from realtime.stomp_connection import StompConnection
 STOMP_SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 
 
+def application_close_code(code: int) -> int:
+    """Return a close code a server may send: 1000, or 4000 + the RFC 6455 meaning.
+
+    Daphne (autobahn) refuses any other server close code, so 1002 (protocol
+    error) goes out as 4002, 1008 (policy violation) as 4008, and so on.
+    """
+    return code if code == 1000 or 3000 <= code <= 4999 else 4000 + code % 1000
+
+
 class PushConsumer(AsyncConsumer):
     connection_class: type[PushConnection]
 
@@ -52,7 +61,7 @@ class PushConsumer(AsyncConsumer):
 
     async def close(self, code: int = 1000) -> None:
         self.connection.closed = True
-        await self.send({"type": "websocket.close", "code": code})
+        await self.send({"type": "websocket.close", "code": application_close_code(code)})
 
     # -- channel-layer events ---------------------------------------------------
 

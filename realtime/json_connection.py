@@ -71,4 +71,4 @@ class JsonConnection(PushConnection):
         if self.closed:
             return
         await self.send({"type": "error", "error": message, "detail": detail})
-        await self.transport.close(4000 + code % 1000 if code < 4000 else code)
+        await self.transport.close(code)

@@ -40,7 +40,7 @@ async def test_a_bad_token_gets_error_and_close(stomp):
     error = await client.connect(**bearer("forged"))
     assert error.command == "ERROR"
     assert error.get("message") == "authentication failed"
-    assert await client.closed_code() == 1008
+    assert await client.closed_code() == 4008
 
 
 async def test_no_credentials_get_error(stomp):
@@ -115,7 +115,7 @@ async def test_subscribing_to_another_customers_rank_is_refused(stomp, sjoin):
     error = await client.frame()
     assert error.command == "ERROR"
     assert error.get("message") == "subscription refused"
-    assert await client.closed_code() == 1008
+    assert await client.closed_code() == 4008
 
 
 @pytest.mark.parametrize("destination", ["/topic/counselor/counselor_abc", "/queue/other", "/topic/test/x"])
@@ -134,7 +134,7 @@ async def test_a_malformed_frame_gets_error_and_close(stomp, sjoin):
     await client.send_raw("SUBSCRIBE\nid:s\ndestination:/topic/a\\tb\n\n\x00")
     error = await client.frame()
     assert error.command == "ERROR"
-    assert await client.closed_code() == 1002
+    assert await client.closed_code() == 4002
 
 
 async def test_frames_before_connect_are_refused(stomp):

@@ -1,0 +1,1 @@
+"""SockJS 0.3.3 served on Channels: STOMP where WebSockets are blocked."""
