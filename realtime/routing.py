@@ -2,12 +2,12 @@
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.urls import path, re_path
 
 from realtime.consumers import RawJsonConsumer, StompConsumer
-from realtime.sockjs.http import SockJSApp
+from realtime.sockjs.http import SockJSApp, allowed_origin
 from realtime.sockjs.services import build_services
 from realtime.sockjs.ws import websocket_consumer
 
@@ -29,7 +29,6 @@ def sockjs_routes() -> list:
 websocket_urlpatterns = [
     path("ws/stomp", StompConsumer.as_asgi()),
     path("ws/raw", RawJsonConsumer.as_asgi()),
-    *sockjs_routes(),
 ]
 
 
@@ -38,4 +37,28 @@ def allowed_origins() -> list[str]:
     return [*settings.HEARO_WS_ALLOWED_ORIGINS, *settings.ALLOWED_HOSTS]
 
 
-websocket_application = OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), allowed_origins())
+class SockJSOriginCheck:
+    """SockJS sockets: a browser's Origin must be allowed; no Origin means no browser.
+
+    sockjs-client outside a browser cannot set an Origin, and a missing one
+    cannot come from a cross-site page (browsers always send it), so it passes.
+    """
+
+    def __init__(self, application) -> None:
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        origin = dict(scope.get("headers", [])).get(b"origin")
+        if allowed_origin(origin.decode("latin1") if origin is not None else None):
+            return await self.application(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)
+
+
+plain_websockets = OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), allowed_origins())
+sockjs_websockets = SockJSOriginCheck(AuthMiddlewareStack(URLRouter(sockjs_routes())))
+
+
+async def websocket_application(scope, receive, send):
+    if sockjs_http_app.service_for(scope["path"]) is not None:
+        return await sockjs_websockets(scope, receive, send)
+    return await plain_websockets(scope, receive, send)
