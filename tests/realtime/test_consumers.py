@@ -262,3 +262,27 @@ async def test_socket_traffic_renews_the_customers_lease(stomp, sjoin, settings)
     alive = await database_sync_to_async(leases.lease_alive)("registration", [joined.registration.id])
     assert alive == {joined.registration.id}
     assert await database_sync_to_async(Registration.objects.filter(pk=joined.registration.id).count)() == 1
+
+
+async def test_the_server_heart_beats_at_the_negotiated_interval(stomp, sjoin, settings):
+    settings.HEARO_STOMP_HEARTBEAT_MS = 100
+    joined = await sjoin()
+    client = stomp()
+    await client.open()
+    await client.send("CONNECT", {"accept-version": "1.2", "heart-beat": "0,200", **bearer(joined.token)})
+    connected = await client.frame()
+    assert connected.get("heart-beat") == "100,100"
+    beat = await client.ws.receive_output(2)
+    assert beat == {"type": "websocket.send", "text": "\n"}  # LF, never CRLF
+
+
+async def test_a_client_silent_past_its_heart_beat_is_closed_with_an_error(stomp, sjoin, settings):
+    settings.HEARO_STOMP_HEARTBEAT_MS = 100
+    joined = await sjoin()
+    client = stomp()
+    await client.open()
+    await client.send("CONNECT", {"accept-version": "1.2", "heart-beat": "100,0", **bearer(joined.token)})
+    assert (await client.frame()).command == "CONNECTED"
+    error = await client.frame(timeout=3)
+    assert (error.command, error.get("message")) == ("ERROR", "heart-beat timeout")
+    assert await client.closed_code() == 4002
