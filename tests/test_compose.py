@@ -1,0 +1,47 @@
+"""docker-compose.yml describes the production topology (no Docker engine runs here to start it)."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_it_runs_postgres_redis_two_nodes_a_proxy_one_worker_and_exactly_one_beat():
+    services = compose()["services"]
+    assert {"postgres", "redis", "web1", "web2", "proxy", "worker", "beat"} <= set(services)
+    daphnes = [name for name, s in services.items() if "daphne" in s.get("command", [])]
+    assert sorted(daphnes) == ["web1", "web2"]
+    beats = [name for name, s in services.items() if "beat" in s.get("command", [])]
+    assert beats == ["beat"]
+    assert services["beat"].get("deploy", {}).get("replicas", 1) == 1
+
+
+def test_every_app_process_is_wired_to_postgres_and_redis_and_waits_for_them():
+    services = compose()["services"]
+    for name in ("web1", "web2", "worker", "beat", "migrate"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://") and "@postgres:" in env["DATABASE_URL"]
+        assert env["REDIS_URL"].startswith("redis://redis:")
+        assert "LIVEKIT_API_SECRET" in env and "SECRET_KEY" in env
+    for name in ("postgres", "redis", "web1", "web2", "proxy"):
+        assert "healthcheck" in services[name], name
+
+
+def test_the_proxy_upgrades_websockets_and_keeps_sockjs_sessions_sticky():
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "proxy_set_header Upgrade $http_upgrade" in conf
+    sticky = re.search(r"upstream hearo_sockjs \{(.*?)\}", conf, re.S).group(1)
+    assert "hash $sockjs_server consistent" in sticky
+    assert re.search(r"location /ws/sockjs/ \{[^}]*proxy_pass http://hearo_sockjs", conf, re.S)
+    # the sticky key is the {server} segment the SockJS client picks per session
+    pattern = re.search(r"~\^(/ws/sockjs/\S+) \$server_id", conf).group(1)
+    assert re.match(pattern.replace("(?<server_id>", "(?P<server_id>"), "/ws/sockjs/123/abc/xhr_streaming")
+    assert "buffering off" in conf  # streaming transports
+    volumes = compose()["services"]["proxy"]["volumes"]
+    assert any(v.startswith("./deploy/nginx.conf:") for v in volumes)
