@@ -10,11 +10,14 @@ django_asgi_app = get_asgi_application()  # before importing anything that touch
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from queues import fastpath  # noqa: E402
 from realtime.routing import sockjs_http_app, websocket_application  # noqa: E402
 
 
 async def http_application(scope, receive, send):
-    """SockJS paths go to the SockJS server, everything else to Django."""
+    """SockJS paths go to the SockJS server, the heartbeat to its fast path, the rest to Django."""
+    if scope["path"] == fastpath.PATH and scope["method"] == "POST":
+        return await fastpath.heartbeat_app(scope, receive, send)
     if sockjs_http_app.service_for(scope["path"]) is not None:
         return await sockjs_http_auth(scope, receive, send)
     return await django_asgi_app(scope, receive, send)

@@ -105,7 +105,8 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; wait instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
     # A file, not memory, so the tests' server processes share the test database.
-    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(BASE_DIR / ".test-db.sqlite3")
+    test_name = env.str("HEARO_TEST_DATABASE", default="test-db")
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(BASE_DIR / f".{test_name}.sqlite3")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, leases, Celery ----------------------------------
@@ -178,6 +179,21 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The in-process matcher replaces Celery when there is no Redis.
 HEARO_INPROCESS_MATCHER = env_flag("HEARO_INPROCESS_MATCHER", default=not REDIS_URL)
+
+# --- Matching: Celery beat and event triggers (owned by matching/) ---------
+# Run a matcher pass at once when a customer joins, a counselor becomes
+# AVAILABLE or a match ends; the periodic pass below is the safety net.
+HEARO_MATCH_ON_EVENTS = env_flag("HEARO_MATCH_ON_EVENTS", default=True)
+CELERY_BEAT_SCHEDULE = {
+    "matching.match_pass": {
+        "task": "matching.match_pass",
+        "schedule": float(HEARO_MATCH_INTERVAL_SECONDS),
+        # Shorter than the interval: a run the worker could not start in time
+        # is dropped, not piled up behind the next one.
+        "options": {"expires": HEARO_MATCH_INTERVAL_SECONDS * 0.8},
+    },
+}
+# --- end of the matching block ----------------------------------------------
 
 # --- REST API --------------------------------------------------------------
 REST_FRAMEWORK = {

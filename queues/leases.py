@@ -1,27 +1,43 @@
 """Leases: a registration (or counselor) is alive while its lease has not run out.
 
-The lease itself lives in the cache (Redis with REDIS_URL, local memory
-otherwise) so a heartbeat costs one cache write, not a database write. The
-database keeps a coarse copy (see ``registration_heartbeat``) so a Redis
-restart does not turn every waiting customer into a ghost.
+The lease lives in the cache (Redis with REDIS_URL, local memory otherwise)
+as its expiry in epoch milliseconds, so a heartbeat costs one cache write and
+no database write. The database keeps a coarse copy (``lease_expires_at``)
+that only the matcher's sweep refreshes; see ``registration_expire_ghosts``.
+
+Values are plain ints: Django's Redis cache stores ints unpickled, so the
+async fast path (``alease_renew``) and the Django cache read the same keys.
 """
 
+import asyncio
 import time
 from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.cache import cache
 
+# Present while the cache still holds the leases it was given; a Redis that
+# restarted empty has lost it, and the sweep then refreshes instead of expiring.
+EPOCH_KEY = "lease:epoch"
+
 
 def _key(kind: str, ident: int | str) -> str:
     return f"lease:{kind}:{ident}"
 
 
-def lease_renew(kind: str, ident: int | str) -> float:
-    """Renew a lease for HEARO_LEASE_SECONDS; return its expiry (epoch seconds)."""
-    seconds = settings.HEARO_LEASE_SECONDS
-    expires = time.time() + seconds
-    cache.set(_key(kind, ident), expires, timeout=seconds)
+def token_key(token_hash: str) -> str:
+    """Return the cache key mapping an active visit's token hash to its registration id."""
+    return f"lease:token:{token_hash}"
+
+
+def _expiry_ms() -> int:
+    return int((time.time() + settings.HEARO_LEASE_SECONDS) * 1000)
+
+
+def lease_renew(kind: str, ident: int | str) -> int:
+    """Renew a lease for HEARO_LEASE_SECONDS; return its expiry (epoch ms)."""
+    expires = _expiry_ms()
+    cache.set(_key(kind, ident), expires, timeout=settings.HEARO_LEASE_SECONDS)
     return expires
 
 
@@ -35,6 +51,52 @@ def lease_alive(kind: str, idents: Iterable[int | str]) -> set:
     by_key = {_key(kind, ident): ident for ident in idents}
     if not by_key:
         return set()
-    now = time.time()
+    now = int(time.time() * 1000)
     found = cache.get_many(list(by_key))
-    return {by_key[key] for key, expires in found.items() if expires and expires > now}
+    return {by_key[key] for key, expires in found.items() if isinstance(expires, int) and expires > now}
+
+
+def leases_intact() -> bool:
+    """Return whether the cache still holds the leases (False after an empty restart)."""
+    return cache.get(EPOCH_KEY) is not None
+
+
+def leases_mark_intact() -> None:
+    cache.set(EPOCH_KEY, 1, timeout=None)
+
+
+# -- the async fast path (the heartbeat endpoint) --------------------------------
+
+_clients: dict[asyncio.AbstractEventLoop, object] = {}
+
+
+def _redis():
+    """Return this event loop's redis.asyncio client (None without REDIS_URL)."""
+    if not settings.REDIS_URL:
+        return None
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        import redis.asyncio
+
+        client = _clients[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    return client
+
+
+async def alease_renew(kind: str, ident: int | str) -> int:
+    """Renew a lease without leaving the event loop; same key and value as ``lease_renew``."""
+    client = _redis()
+    if client is None:
+        return lease_renew(kind, ident)  # local memory: no I/O to wait for
+    expires = _expiry_ms()
+    await client.set(cache.make_and_validate_key(_key(kind, ident)), expires, ex=settings.HEARO_LEASE_SECONDS)
+    return expires
+
+
+async def atoken_registration(token_hash: str) -> int | None:
+    """Return the registration id cached for an active visit's token, if any."""
+    client = _redis()
+    if client is None:
+        return cache.get(token_key(token_hash))
+    raw = await client.get(cache.make_and_validate_key(token_key(token_hash)))
+    return int(raw) if raw is not None else None

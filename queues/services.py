@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -20,6 +21,9 @@ from queues.selectors import registration_by_token, token_hash
 from realtime import events, publish
 
 S = Registration.Status
+# How long the fast heartbeat path may trust a cached token -> registration mapping
+# (deleted at once when the visit ends; the TTL only bounds memory).
+TOKEN_CACHE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ def registration_join(*, display_name: str = "", token: str | None = None) -> Jo
         raise Conflict("this customer is already in the queue", code="already_queued") from None
     registration_record(registration=registration, from_status="", actor="customer", reason="joined")
     leases.lease_renew("registration", registration.id)
+    cache.set(leases.token_key(registration.token_hash), registration.id, timeout=TOKEN_CACHE_SECONDS)
     queue_changed(reason="joined")
     return JoinResult(registration=registration, token=raw, created=True)
 
@@ -104,19 +109,14 @@ def registration_join(*, display_name: str = "", token: str | None = None) -> Jo
 def registration_heartbeat(*, registration: Registration) -> datetime:
     """Renew the lease of an active visit; return when it now runs out.
 
-    The cache lease is renewed on every beat; the database copy only when it
-    would otherwise fall more than half a lease behind, so a customer beating
-    every 10 s costs a database write about every 20 s, not every 10 s.
+    Only the cache is written: the database copy of the lease is the sweep's
+    business, so a heartbeat never costs a database write.
     """
     if not registration.is_active:
         raise Conflict(f"registration is {registration.status}", code="not_active")
     expires = leases.lease_renew("registration", registration.id)
-    expires_at = datetime.fromtimestamp(expires, tz=UTC)
-    slack = timedelta(seconds=settings.HEARO_LEASE_SECONDS / 2)
-    if registration.lease_expires_at < expires_at - slack:
-        Registration.objects.filter(pk=registration.pk).update(lease_expires_at=expires_at)
-        registration.lease_expires_at = expires_at
-    return expires_at
+    cache.set(leases.token_key(registration.token_hash), registration.id, timeout=TOKEN_CACHE_SECONDS)
+    return datetime.fromtimestamp(expires / 1000, tz=UTC)
 
 
 def registration_leave(
@@ -139,6 +139,8 @@ def registration_leave(
     registration.status, registration.ended_at, registration.left_reason = status, now, reason
     registration_record(registration=registration, from_status=was, actor=actor, reason=reason)
     leases.lease_drop("registration", registration.id)
+    token = leases.token_key(registration.token_hash)
+    transaction.on_commit(lambda: cache.delete(token))  # the fast heartbeat path must see it end
     customer_id = registration.customer.customer_id
     publish.to_customer(
         customer_id,
@@ -169,12 +171,18 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
     """Expire WAITING registrations whose lease ran out; return them.
 
     Candidates come from the indexed database copy of the lease; the cache
-    has the last word, and a live cache lease refreshes the stale copy.
+    has the last word, and a live cache lease refreshes the stale copy. If the
+    cache lost every lease (Redis restarted empty), nobody is expired on this
+    pass: every copy is refreshed instead, and clients re-lease on their next
+    beat, well within one lease.
     """
     now = now or timezone.now()
-    candidates = list(
-        Registration.objects.select_related("customer").filter(status=S.WAITING, lease_expires_at__lt=now)
-    )
+    candidates = Registration.objects.select_related("customer").filter(status=S.WAITING, lease_expires_at__lt=now)
+    if not leases.leases_intact():
+        Registration.objects.filter(status=S.WAITING).update(lease_expires_at=_lease_db_copy(now))
+        leases.leases_mark_intact()
+        return []
+    candidates = list(candidates)
     alive = leases.lease_alive("registration", [r.id for r in candidates])
     if alive:
         Registration.objects.filter(id__in=alive).update(lease_expires_at=_lease_db_copy(now))
@@ -192,14 +200,5 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
 
 
 def registration_touch(*, registration_id: int) -> None:
-    """Renew a lease from socket liveness (STOMP heart-beats, raw-WS pings).
-
-    Same throttle as the REST heartbeat, without reading the row first: the
-    conditional UPDATE writes only when the database copy lags by half a lease.
-    """
-    expires = leases.lease_renew("registration", registration_id)
-    expires_at = datetime.fromtimestamp(expires, tz=UTC)
-    stale_before = expires_at - timedelta(seconds=settings.HEARO_LEASE_SECONDS / 2)
-    Registration.objects.filter(
-        pk=registration_id, status__in=Registration.ACTIVE, lease_expires_at__lt=stale_before
-    ).update(lease_expires_at=expires_at)
+    """Renew a lease from socket liveness (STOMP heart-beats, raw-WS pings)."""
+    leases.lease_renew("registration", registration_id)

@@ -42,7 +42,10 @@ def _fresh_leases():
             client.delete(key)
     else:
         cache.clear()
+    from queues.leases import leases_mark_intact
     from queues.selectors import wait_stats_forget
+
+    leases_mark_intact()  # as in a running system; a test that restarts Redis clears it
 
     wait_stats_forget()
 

@@ -77,18 +77,32 @@ def test_the_database_refuses_two_active_registrations_for_one_customer():
         )
 
 
-def test_heartbeat_renews_the_cache_lease_and_throttles_the_database_copy():
+def test_heartbeat_renews_the_cache_lease_without_writing_the_database():
     registration = joined(1)[0]
+    leases.lease_drop("registration", registration.id)
     before = registration.lease_expires_at
-    services.registration_heartbeat(registration=registration)
+    expires_at = services.registration_heartbeat(registration=registration)
+    assert expires_at > timezone.now() + timedelta(seconds=39)
     registration.refresh_from_db()
-    assert registration.lease_expires_at == before  # still fresh: no database write
-    Registration.objects.filter(pk=registration.pk).update(lease_expires_at=timezone.now())
-    registration.refresh_from_db()
-    services.registration_heartbeat(registration=registration)
-    registration.refresh_from_db()
-    assert registration.lease_expires_at > timezone.now() + timedelta(seconds=30)
+    assert registration.lease_expires_at == before
     assert leases.lease_alive("registration", [registration.id]) == {registration.id}
+
+
+def test_after_the_cache_lost_every_lease_the_sweep_refreshes_instead_of_expiring():
+    """Redis restarted empty: nobody is expired; the copies get a full lease to re-beat."""
+    from django.core.cache import cache
+
+    a, b = joined(2)
+    Registration.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    cache.clear()  # every lease and the epoch marker are gone
+    assert services.registration_expire_ghosts() == []
+    a.refresh_from_db()
+    assert a.status == S.WAITING and a.lease_expires_at > timezone.now() + timedelta(seconds=30)
+    assert leases.leases_intact()
+    # One lease later, whoever did not beat again is a ghost after all.
+    leases.lease_renew("registration", b.id)
+    later = timezone.now() + timedelta(seconds=41)
+    assert [r.id for r in services.registration_expire_ghosts(now=later)] == [a.id]
 
 
 def test_heartbeat_of_a_cancelled_visit_is_a_conflict():
