@@ -9,6 +9,7 @@ django_asgi_app = get_asgi_application()  # before importing anything that touch
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from queues import fastpath  # noqa: E402
 from realtime.routing import sockjs_http_app, websocket_application  # noqa: E402
@@ -16,7 +17,7 @@ from realtime.routing import sockjs_http_app, websocket_application  # noqa: E40
 
 async def http_application(scope, receive, send):
     """SockJS paths go to the SockJS server, the heartbeat to its fast path, the rest to Django."""
-    if scope["path"] == fastpath.PATH and scope["method"] == "POST":
+    if scope["path"] == fastpath.PATH and scope["method"] == "POST" and settings.HEARO_HEARTBEAT_FASTPATH:
         return await fastpath.heartbeat_app(scope, receive, send)
     if sockjs_http_app.service_for(scope["path"]) is not None:
         return await sockjs_http_auth(scope, receive, send)

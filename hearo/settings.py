@@ -156,6 +156,13 @@ if HEARO_HEARTBEAT_SECONDS >= HEARO_LEASE_SECONDS:
 HEARO_WS_ALLOWED_ORIGINS = env.list("HEARO_WS_ALLOWED_ORIGINS", default=[])
 # The plain broker for STOMP conformance suites (guest/guest, /topic/test/…); off in production.
 HEARO_STOMP_TEST_BROKER = env_flag("HEARO_STOMP_TEST_BROKER", default=False)
+# Benchmark baselines only: "naive" sends one group_send per waiting customer per
+# queue change (the design HearO replaces); HEARO_HEARTBEAT_FASTPATH=0 serves the
+# heartbeat through the Django view. Production keeps the defaults.
+HEARO_FANOUT = env.str("HEARO_FANOUT", default="hub")
+if HEARO_FANOUT not in ("hub", "naive"):
+    raise ImproperlyConfigured(f"HEARO_FANOUT must be 'hub' or 'naive', got {HEARO_FANOUT!r}")
+HEARO_HEARTBEAT_FASTPATH = env_flag("HEARO_HEARTBEAT_FASTPATH", default=True)
 # SockJS: bytes a streaming response carries before the client must reconnect,
 # and the protocol test suite's services under /sockjs-test/ (off in production).
 HEARO_SOCKJS_RESPONSE_LIMIT = env_int("HEARO_SOCKJS_RESPONSE_LIMIT", 128 * 1024)

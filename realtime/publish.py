@@ -13,6 +13,7 @@ from functools import partial
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 
 from realtime import events
@@ -37,7 +38,26 @@ def _on_commit(group: str, message: dict) -> None:
 
 def queue_changed(*, version: int) -> None:
     """After commit, tell every node once that the queue order changed."""
+    if settings.HEARO_FANOUT == "naive":
+        transaction.on_commit(partial(naive_fanout, version), robust=True)
+        return
     _on_commit(events.QUEUE_GROUP, {"type": "queue.changed", "version": version})
+
+
+def naive_fanout(version: int) -> None:
+    """The benchmark baseline HearO replaces: one group_send per waiting customer."""
+    from queues.selectors import queue_snapshot
+
+    layer = get_channel_layer()
+
+    async def send_all(snapshot) -> None:
+        for rank, (registration_id, customer_id) in enumerate(snapshot.waiting, start=1):
+            body = events.waiting(
+                customer_id=customer_id, registration_id=registration_id, rank=rank, version=version, eta=None
+            )
+            await layer.group_send(events.customer_group(customer_id), {"type": "customer.event", "body": body})
+
+    async_to_sync(send_all)(queue_snapshot())
 
 
 def to_customer(customer_id: str, body: dict) -> None:
