@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from hearo import metrics
 from hearo.errors import DomainError
 from queues.selectors import registration_by_id_state
 from queues.services import registration_touch
@@ -45,6 +46,36 @@ def test_group(destination: str) -> str:
     return "test." + hashlib.sha1(destination.encode(), usedforsecurity=False).hexdigest()
 
 
+class FrameBudget:
+    """A token bucket: HEARO_FRAMES_PER_SECOND sustained, a burst of twice that."""
+
+    def __init__(self) -> None:
+        self.rate = settings.HEARO_FRAMES_PER_SECOND
+        self.tokens = 2.0 * self.rate
+        self.at = time.monotonic()
+
+    def spend(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(2.0 * self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+# Live connections per customer on this node (a cap against one token opening hundreds).
+_per_customer: dict[str, int] = {}
+
+
+def _forget_customer_connection(customer_id: str) -> None:
+    left = _per_customer.get(customer_id, 1) - 1
+    if left > 0:
+        _per_customer[customer_id] = left
+    else:
+        _per_customer.pop(customer_id, None)
+
+
 class PushConnection:
     def __init__(self, transport: Transport, channel_name: str, scope: dict) -> None:
         self.transport = transport
@@ -59,16 +90,30 @@ class PushConnection:
         self.left_queue = False
         self._touched = 0.0
         self.closed = False
+        self.budget = FrameBudget()
+        self.tier = getattr(transport, "tier", "stomp")
 
     # -- auth and topics ------------------------------------------------------
 
     async def authenticate(self, credentials: Credentials) -> Principal:
         try:
-            self.principal = await database_sync_to_async(authenticate)(credentials)
+            principal = await database_sync_to_async(authenticate)(credentials)
         except DomainError as exc:
             raise ClientError("authentication failed", exc.detail) from None
+        if principal.kind == "customer":
+            if _per_customer.get(principal.ident, 0) >= settings.HEARO_MAX_CONNECTIONS_PER_CUSTOMER:
+                raise ClientError("too many connections", "close another tab or window first")
+            _per_customer[principal.ident] = _per_customer.get(principal.ident, 0) + 1
+        self.principal = principal
+        metrics.connections.labels(tier=self.tier).inc()
         self._touched = time.monotonic()
-        return self.principal
+        return principal
+
+    def check_rate(self) -> None:
+        """Refuse a client that floods: ERROR and close, other connections untouched."""
+        if not self.budget.spend():
+            metrics.frames_refused.labels(reason="rate").inc()
+            raise ClientError("rate limit exceeded", f"at most {self.budget.rate} frames per second")
 
     async def attach(self, topic: Topic) -> None:
         """Join the topic's group and the hub, then send its snapshot.
@@ -134,7 +179,14 @@ class PushConnection:
 
     async def release(self) -> None:
         """Leave every group and the hub (the socket is gone)."""
+        if self.closed and self.principal is None:
+            return
         self.closed = True
+        if self.principal is not None:
+            metrics.connections.labels(tier=self.tier).dec()
+            if self.principal.kind == "customer":
+                _forget_customer_connection(self.principal.ident)
+            self.principal = None
         if self.watchers:
             hub = await get_hub()
             for watcher in self.watchers.values():

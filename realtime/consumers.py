@@ -79,6 +79,7 @@ class StompConsumer(PushConsumer):
     """``/ws/stomp``: STOMP 1.0-1.2 frames in WebSocket messages."""
 
     connection_class = StompConnection
+    tier = "stomp"
 
     def subprotocol(self) -> str | None:
         # Clients that offer STOMP subprotocols fail the handshake unless one is
@@ -91,3 +92,4 @@ class RawJsonConsumer(PushConsumer):
     """``/ws/raw``: the same messages as plain JSON text."""
 
     connection_class = JsonConnection
+    tier = "raw"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from hearo import metrics
 from queues import ranking
 from queues.selectors import QueueSnapshot, queue_snapshot, wait_stats
 from realtime import events
@@ -53,6 +54,7 @@ class RankHub:
         self.refreshes = 0  # read by tests and the metrics
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._changed_at: float | None = None
         self.channel: str | None = None
 
     async def start(self) -> None:
@@ -99,6 +101,8 @@ class RankHub:
                 log.exception("rank hub receive failed; retrying")
                 await asyncio.sleep(1)
                 continue
+            if not self._dirty.is_set():
+                self._changed_at = time.monotonic()
             self._dirty.set()
 
     async def _keepalive(self) -> None:
@@ -113,8 +117,10 @@ class RankHub:
             except TimeoutError:
                 pass
             self._dirty.clear()
+            changed_at, self._changed_at = self._changed_at, None
             try:
-                await self.refresh()
+                if await self.refresh() and changed_at is not None:
+                    metrics.fanout.observe(time.monotonic() - changed_at)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -20,6 +20,7 @@ MAX_MESSAGE_BYTES = 4096
 class JsonConnection(PushConnection):
     async def receive(self, data: bytes | str) -> None:
         try:
+            self.check_rate()
             await self.handle(self.decode(data))
         except ClientError as exc:
             await self.fail(exc.message, exc.detail, code=exc.close_code)

@@ -5,8 +5,11 @@ import json
 import logging
 import secrets
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 
+from hearo import metrics
+from queues.selectors import registration_by_id_state
 from realtime import destinations
 from realtime.auth import Credentials
 from realtime.connection import ClientError, PushConnection, test_group
@@ -38,6 +41,11 @@ _RESERVED = {
 }
 
 
+# Daphne's WebSocket message limit (autobahn's payload limit), and the piece size above it.
+MAX_WS_MESSAGE = 1024 * 1024
+CHUNK = 256 * 1024
+
+
 class StompConnection(PushConnection):
     def __init__(self, transport, channel_name: str, scope: dict) -> None:
         super().__init__(transport, channel_name, scope)
@@ -54,10 +62,14 @@ class StompConnection(PushConnection):
             return
         try:
             for event in self.session.receive_data(data):
+                # Charged per frame (and heart-beat), not per WebSocket message:
+                # stompjs splits one large frame into many 8 KiB messages.
+                self.check_rate()
                 await self.handle(event)
                 if self.session.closed:
                     return
         except StompError as exc:
+            metrics.frames_refused.labels(reason="malformed").inc()
             await self.fail(exc.message, exc.detail, receipt_id=exc.receipt_id, code=1002)
         except ClientError as exc:
             await self.fail(exc.message, exc.detail, code=exc.close_code)
@@ -86,6 +98,8 @@ class StompConnection(PushConnection):
             self._beats = asyncio.create_task(self._heartbeats())
 
     async def on_subscribe(self, event: SubscribeRequested) -> None:
+        if len(self.sub_topics) >= settings.HEARO_MAX_SUBSCRIPTIONS:
+            raise ClientError("too many subscriptions", f"at most {settings.HEARO_MAX_SUBSCRIPTIONS} per connection")
         try:
             topic = destinations.authorize_subscribe(self.principal, event.destination)
         except Refused as exc:
@@ -98,7 +112,9 @@ class StompConnection(PushConnection):
         if first:
             await self.attach(topic)
         elif topic.kind == "rank":
-            await self._send_rank_snapshot(topic, self.watchers[topic])
+            # Another id on a topic we already watch: only the new one needs a snapshot.
+            state = await database_sync_to_async(registration_by_id_state)(self.principal.registration_id)
+            await self.send(self.session.message(event.id, json.dumps(state, separators=(",", ":")).encode()))
 
     async def on_unsubscribe(self, event: UnsubscribeRequested) -> None:
         topic = self.sub_topics.pop(event.id, None)
@@ -142,6 +158,12 @@ class StompConnection(PushConnection):
 
     async def send(self, data: bytes) -> None:
         if not data or self.closed:
+            return
+        if len(data) > MAX_WS_MESSAGE:
+            # Daphne refuses to send a WebSocket message over 1 MiB; STOMP
+            # clients parse a stream, so a large frame goes out in pieces.
+            for start in range(0, len(data), CHUNK):
+                await self.transport.send_data(data[start : start + CHUNK])
             return
         try:
             await self.transport.send_data(data.decode())

@@ -34,11 +34,23 @@ def redis_url():
 
 
 @pytest.fixture(autouse=True)
+def _matcher_out_of_the_way(settings):
+    """No test process runs a matcher unless the test asks for one.
+
+    Real server processes started by tests (Daphne, Celery) read the
+    environment, not these settings, and match as in production.
+    """
+    settings.HEARO_MATCH_ON_EVENTS = False
+    settings.HEARO_INPROCESS_MATCHER = False
+
+
+@pytest.fixture(autouse=True)
 def _fresh_leases():
     """Start every test with no leases (ids may be reused after a rollback)."""
     if settings.REDIS_URL:
         client = cache._cache.get_client(write=True)
-        for key in client.scan_iter(f"{settings.CACHES['default']['KEY_PREFIX']}:*"):
+        # The cache's own keys only: the channel layer may share the prefix.
+        for key in client.scan_iter(cache.make_key("*")):
             client.delete(key)
     else:
         cache.clear()

@@ -40,6 +40,8 @@ class Service:
 class SessionTransport:
     """Lets a PushConnection write into a SockJS session."""
 
+    tier = "sockjs"
+
     def __init__(self, session: Session) -> None:
         self.session = session
 
