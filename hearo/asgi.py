@@ -11,12 +11,20 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from matching import inprocess  # noqa: E402
 from queues import fastpath  # noqa: E402
 from realtime.routing import sockjs_http_app, websocket_application  # noqa: E402
 
 
+def start_inprocess_matcher() -> None:
+    """In the embedded default the web process is also the matcher (no Celery)."""
+    if settings.HEARO_INPROCESS_MATCHER:
+        inprocess.ensure_started()
+
+
 async def http_application(scope, receive, send):
     """SockJS paths go to the SockJS server, the heartbeat to its fast path, the rest to Django."""
+    start_inprocess_matcher()
     if scope["path"] == fastpath.PATH and scope["method"] == "POST" and settings.HEARO_HEARTBEAT_FASTPATH:
         return await fastpath.heartbeat_app(scope, receive, send)
     if sockjs_http_app.service_for(scope["path"]) is not None:
@@ -26,4 +34,10 @@ async def http_application(scope, receive, send):
 
 sockjs_http_auth = AuthMiddlewareStack(sockjs_http_app)
 
-application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application})
+
+async def websocket_entry(scope, receive, send):
+    start_inprocess_matcher()
+    return await websocket_application(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_entry})

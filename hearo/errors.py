@@ -35,3 +35,8 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     code = "conflict"
     status = 409
+
+
+class TooManyRequests(DomainError):
+    code = "rate_limited"
+    status = 429

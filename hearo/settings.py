@@ -41,6 +41,8 @@ def env_flag(name: str, default: bool = False) -> bool:
 DEV_SECRET_KEY = "django-insecure-hearo-development-key-do-not-use-in-production"
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
 DEBUG = env_flag("DEBUG", default=False)
+# Production: refuse development secrets, and turn on the deploy-time protections.
+PRODUCTION = env_flag("HEARO_PRODUCTION", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -179,6 +181,15 @@ LIVEKIT_DEV_SECRET = "secret"
 LIVEKIT_API_SECRET = env.str("LIVEKIT_API_SECRET", default=LIVEKIT_DEV_SECRET)
 LIVEKIT_TOKEN_TTL_SECONDS = env_int("LIVEKIT_TOKEN_TTL_SECONDS", 600)
 
+# --- Abuse limits --------------------------------------------------------------
+# Joins per client IP (django-ratelimit syntax), frames a connection may send per
+# second (a burst of twice that is allowed), live connections per customer on one
+# node, and subscriptions per STOMP connection.
+HEARO_JOIN_RATE = env.str("HEARO_JOIN_RATE", default="30/m")
+HEARO_FRAMES_PER_SECOND = env_int("HEARO_FRAMES_PER_SECOND", 50)
+HEARO_MAX_CONNECTIONS_PER_CUSTOMER = env_int("HEARO_MAX_CONNECTIONS_PER_CUSTOMER", 5)
+HEARO_MAX_SUBSCRIPTIONS = env_int("HEARO_MAX_SUBSCRIPTIONS", 10)
+
 # --- Celery (only used with REDIS_URL) --------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_TASK_ALWAYS_EAGER = False
@@ -260,3 +271,18 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Production hardening ----------------------------------------------------
+if PRODUCTION:
+    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured("SECRET_KEY must be set to a long random value in production")
+    if LIVEKIT_API_SECRET == LIVEKIT_DEV_SECRET or len(LIVEKIT_API_SECRET) < 32:
+        raise ImproperlyConfigured("LIVEKIT_API_SECRET must be set to a real secret in production")
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_flag("HEARO_SSL_REDIRECT", default=True)
+    # Probes from inside the network speak plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = 31536000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True

@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from hearo import health
 from hearo.api import json_error_view
 from matching import apis as matching_apis
 from queues import apis as queue_apis
@@ -10,17 +11,31 @@ api = [
     path("api/queue/join", queue_apis.JoinApi.as_view(), name="queue-join"),
     path("api/queue/heartbeat", queue_apis.HeartbeatApi.as_view(), name="queue-heartbeat"),
     path("api/queue/rank", queue_apis.RankApi.as_view(), name="queue-rank"),
-    path("api/queue/cancel", queue_apis.CancelApi.as_view(), name="queue-cancel"),
+    # Matching's cancel: a WAITING visit leaves the queue as before, a matched one ends its match.
+    path("api/queue/cancel", matching_apis.CancelApi.as_view(), name="queue-cancel"),
     path("api/auth/token", matching_apis.TokenApi.as_view(), name="auth-token"),
     path("api/counselor/me", matching_apis.MeApi.as_view(), name="counselor-me"),
     path("api/counselor/status", matching_apis.StatusApi.as_view(), name="counselor-status"),
+    path("api/counselor/heartbeat", matching_apis.HeartbeatApi.as_view(), name="counselor-heartbeat"),
+    path("api/livekit/token", matching_apis.RoomTokenApi.as_view(), name="livekit-token"),
+    path("api/livekit/webhook", matching_apis.LiveKitWebhookApi.as_view(), name="livekit-webhook"),
+    path("api/matches/<int:match_id>/joined", matching_apis.MatchJoinedApi.as_view(), name="match-joined"),
+    path("api/matches/<int:match_id>/complete", matching_apis.MatchCompleteApi.as_view(), name="match-complete"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
+operations = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.prometheus, name="metrics"),
+]
+
 urlpatterns = [
     *api,
+    *operations,
     path("admin/", admin.site.urls),
+    path("", include("hearo.page_urls")),
 ]
 
 handler404 = json_error_view(404, "not_found", "no such resource")

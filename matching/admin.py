@@ -2,9 +2,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
+from django.utils.html import format_html, format_html_join
 
-from matching import services
+from matching import selectors, services
 from matching.models import Counselor, CounselorEvent, Match, MatchEvent
+from queues.admin import RegistrationAdmin
+from queues.models import Registration
 
 
 class CounselorCreateForm(forms.ModelForm):
@@ -124,3 +127,42 @@ class MatchAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class VisitMatchInline(admin.TabularInline):
+    model = Match
+    extra = 0
+    can_delete = False
+    fields = ("counselor", "created_at", "customer_joined_at", "counselor_joined_at", "ended_at", "end_reason")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class VisitAdmin(RegistrationAdmin):
+    """The queue's registration admin plus the visit's matches and one readable timeline.
+
+    Matching extends it (rather than the queue app) because the queue app
+    knows nothing of matches.
+    """
+
+    readonly_fields = [*RegistrationAdmin.readonly_fields, "timeline"]
+    inlines = [*RegistrationAdmin.inlines, VisitMatchInline]
+
+    @admin.display(description="timeline")
+    def timeline(self, obj):
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (e.at.strftime("%Y-%m-%d %H:%M:%S"), e.what, e.actor, e.reason)
+                for e in selectors.visit_timeline(registration=obj)
+            ),
+        )
+        return format_html("<table><tr><th>when</th><th>what</th><th>who</th><th>why</th></tr>{}</table>", rows)
+
+
+admin.site.unregister(Registration)
+admin.site.register(Registration, VisitAdmin)

@@ -1,17 +1,24 @@
-"""REST endpoints for counselors (session or ``Authorization: Token`` auth)."""
+"""REST endpoints for counselors and matches.
+
+Counselors authenticate with a session or ``Authorization: Token``; the
+match endpoints also take the customer's ``Authorization: Bearer`` token.
+"""
 
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hearo.api import StrictCharField, StrictSerializer
-from hearo.errors import Unauthorized
-from matching import selectors, services
+from hearo.api import StrictCharField, StrictSerializer, bearer_token
+from hearo.errors import Forbidden, Unauthorized
+from matching import handoff, livekit, selectors, services
 from matching.models import Counselor
+from queues import apis as queue_apis
 from queues.apis import ERROR
+from queues.selectors import registration_by_token
+from realtime import events
 
 PROFILE = inline_serializer(
     "Counselor",
@@ -73,3 +80,155 @@ class StatusApi(CounselorAPIView):
             counselor=self.counselor(request), status=data.validated_data["status"]
         )
         return Response(selectors.counselor_profile(counselor=counselor))
+
+
+class HeartbeatApi(CounselorAPIView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "CounselorLease", {"leaseExpiresAt": serializers.IntegerField(help_text="epoch ms")}
+            ),
+            401: ERROR,
+            403: ERROR,
+            409: OpenApiResponse(ERROR, "not_on_shift: the counselor is OFFLINE"),
+        },
+        description="Keep an on-shift counselor (AVAILABLE, AWAY, BUSY) alive; without it the matcher "
+        "sets the counselor OFFLINE once the lease runs out.",
+    )
+    def post(self, request):
+        expires_at = services.counselor_heartbeat(counselor=self.counselor(request))
+        return Response({"leaseExpiresAt": events.epoch_ms(expires_at)})
+
+
+# --- Matches: either side ------------------------------------------------------
+
+PARTICIPANT_ERRORS = {
+    401: OpenApiResponse(ERROR, "no customer bearer token and no counselor login"),
+    403: OpenApiResponse(ERROR, "not a participant of this (open) match"),
+}
+MATCH = inline_serializer(
+    "MatchState",
+    {
+        "matchId": serializers.IntegerField(),
+        "roomName": serializers.CharField(),
+        "customerJoined": serializers.BooleanField(),
+        "counselorJoined": serializers.BooleanField(),
+        "endReason": serializers.CharField(allow_blank=True),
+    },
+)
+
+
+def match_body(match) -> dict:
+    return {
+        "matchId": match.id,
+        "roomName": match.room_name,
+        "customerJoined": match.customer_joined_at is not None,
+        "counselorJoined": match.counselor_joined_at is not None,
+        "endReason": match.end_reason,
+    }
+
+
+class ParticipantAPIView(APIView):
+    """Base for endpoints either side of a match may call."""
+
+    def caller(self, request) -> selectors.Caller:
+        """Return the customer's visit (bearer token) or the logged-in counselor."""
+        token = bearer_token(request)
+        if token:
+            return registration_by_token(token=token)
+        return selectors.counselor_for_user(user=request.user)
+
+
+class RoomTokenIn(StrictSerializer):
+    matchId = serializers.IntegerField(required=False, help_text="optional: must be the caller's open match")
+
+
+class RoomTokenApi(ParticipantAPIView):
+    @extend_schema(
+        request=RoomTokenIn,
+        responses={
+            200: inline_serializer(
+                "RoomToken",
+                {
+                    "url": serializers.CharField(),
+                    "token": serializers.CharField(help_text="LiveKit JWT: this room, microphone only"),
+                    "roomName": serializers.CharField(),
+                    "identity": serializers.CharField(help_text="the caller's own LiveKit identity"),
+                },
+            ),
+            400: ERROR,
+            **PARTICIPANT_ERRORS,
+        },
+        description="Sign a LiveKit token for the caller's own open match.",
+    )
+    def post(self, request):
+        data = RoomTokenIn(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        caller = self.caller(request)
+        match = selectors.match_open_for(caller=caller)
+        if data.validated_data.get("matchId", match.id) != match.id:
+            raise Forbidden("that is not your open match", code="no_open_match")
+        side = selectors.match_side(match=match, caller=caller)
+        return Response(livekit.room_token(match=match, side=side))
+
+
+class MatchJoinedApi(ParticipantAPIView):
+    @extend_schema(
+        request=None,
+        responses={200: MATCH, 404: ERROR, 409: ERROR, **PARTICIPANT_ERRORS},
+        description="Confirm the caller joined the call. When both sides have, the visit is IN_CALL.",
+    )
+    def post(self, request, match_id: int):
+        match = selectors.match_get(match_id=match_id)
+        side = selectors.match_side(match=match, caller=self.caller(request))
+        actor = side if side == "customer" else f"counselor:{match.counselor.counselor_id}"
+        return Response(match_body(handoff.match_joined(match_id=match.id, side=side, actor=actor)))
+
+
+class MatchCompleteApi(CounselorAPIView):
+    @extend_schema(
+        request=None,
+        responses={200: MATCH, 401: ERROR, 403: ERROR, 404: ERROR, 409: ERROR},
+        description="End the call as completed (the match's counselor only). Idempotent.",
+    )
+    def post(self, request, match_id: int):
+        match = selectors.match_get(match_id=match_id)
+        return Response(match_body(handoff.match_complete(match_id=match.id, counselor=self.counselor(request))))
+
+
+class LiveKitWebhookApi(APIView):
+    authentication_classes: list = []  # LiveKit signs the body; no user behind it
+    permission_classes: list = []
+
+    @extend_schema(
+        request=None,
+        responses={200: inline_serializer("WebhookAck", {"counted": serializers.BooleanField()}), 401: ERROR},
+        description="LiveKit webhooks (Authorization: the signed JWT). participant_joined confirms a join.",
+    )
+    def post(self, request):
+        event = livekit.webhook_event(
+            body=request.body.decode("utf-8", "replace"), authorization=request.headers.get("Authorization", "")
+        )
+        counted = handoff.match_joined_by_livekit(event=event.event, room_name=event.room_name, identity=event.identity)
+        return Response({"counted": counted})
+
+
+class CancelApi(queue_apis.CancelApi):
+    """``/api/queue/cancel`` that also ends a MATCHED or IN_CALL visit's match.
+
+    Routed in place of the queue app's view, so the queue app keeps knowing
+    nothing of matches; a WAITING cancel behaves exactly as before.
+    """
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer("Cancelled", {"status": serializers.CharField()}),
+            409: ERROR,
+            **queue_apis.BEARER_ERRORS,
+        },
+        description="Leave the queue, or end the call you were matched to. Idempotent.",
+    )
+    def post(self, request):
+        return Response({"status": handoff.visit_cancel(registration=self.registration(request))})

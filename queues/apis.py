@@ -1,12 +1,14 @@
 """REST endpoints of the waiting queue (thin: parse, call one service, format)."""
 
 from django.conf import settings
+from django_ratelimit.core import is_ratelimited
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hearo.api import StrictCharField, StrictSerializer, bearer_token
+from hearo.errors import TooManyRequests
 from queues import selectors, services
 from realtime import events
 
@@ -65,10 +67,16 @@ class JoinApi(CustomerAPIView):
             200: OpenApiResponse(description="the caller's visit was already active (same body)"),
             400: ERROR,
             409: ERROR,
+            429: ERROR,
         },
-        description="Join the queue. A bearer token of an earlier visit keeps the same customerId.",
+        description=(
+            "Join the queue (rate-limited per client address). "
+            "A bearer token of an earlier visit keeps the same customerId."
+        ),
     )
     def post(self, request):
+        if is_ratelimited(request, group="queue-join", key="ip", rate=settings.HEARO_JOIN_RATE, increment=True):
+            raise TooManyRequests("too many joins from this address; try again in a minute")
         data = JoinIn(data=request.data)
         data.is_valid(raise_exception=True)
         result = services.registration_join(

@@ -90,6 +90,18 @@ def match_assigned(
     }
 
 
+def match_started(*, match_id: int, registration_id: int, customer_id: str, room_name: str) -> dict:
+    """Tell the counselor both sides are in the call."""
+    return {
+        "type": "MATCH_STARTED",
+        "matchId": match_id,
+        "registrationId": registration_id,
+        "customerId": customer_id,
+        "roomName": room_name,
+        "timestamp": epoch_ms(),
+    }
+
+
 def match_ended(*, match_id: int, room_name: str, reason: str) -> dict:
     return {
         "type": "MATCH_ENDED",

@@ -50,14 +50,14 @@ class Queue:
 CHANNEL_PREFIX = f"hearo-test-interop-{secrets.token_hex(3)}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def customer_node(tmp_path_factory, django_db_setup, django_db_blocker):
     log_dir = tmp_path_factory.mktemp("interop")
     with django_db_blocker.unblock(), daphne(log_dir, "customers", HEARO_CHANNEL_PREFIX=CHANNEL_PREFIX) as (port, _):
         yield Node(port)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def broker_node(tmp_path_factory, django_db_setup, django_db_blocker):
     log_dir = tmp_path_factory.mktemp("interop-broker")
     env = {"HEARO_CHANNEL_PREFIX": CHANNEL_PREFIX, "HEARO_STOMP_TEST_BROKER": "1"}
@@ -75,7 +75,7 @@ def queue(customer_node) -> Queue:
     return Queue(*joined)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stompjs():
     """Run stompjs_client.mjs under Node; return the JSON lines it printed."""
     assert shutil.which("node"), "Node 20 is required (make test installs the npm packages)"

@@ -53,6 +53,9 @@ def server_env(**extra: str) -> dict:
             "REDIS_URL": settings.REDIS_URL,
             "HEARO_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "hearo-test"),
             "HEARO_CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "hearo-test"),
+            # A test server shares the test database with other tests: it matches
+            # only when its test asks (HEARO_INPROCESS_MATCHER=1, or a Celery worker).
+            "HEARO_INPROCESS_MATCHER": "0",
         }
     )
     env.update(extra)

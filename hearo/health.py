@@ -1,0 +1,76 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics."""
+
+import time
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hearo import metrics
+from matching.services import MATCHER_STAMP_KEY
+
+
+def healthz(request):
+    """The process is up."""
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_cache() -> None:
+    cache.set("health:probe", 1, timeout=10)
+    if cache.get("health:probe") != 1:
+        raise RuntimeError("cache did not return what was written")
+
+
+def _check_channel_layer() -> None:
+    layer = get_channel_layer()
+
+    async def roundtrip() -> None:
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "health.probe"})
+        await layer.receive(channel)
+
+    async_to_sync(roundtrip)()
+
+
+def _check_matcher() -> None:
+    stamp = cache.get(MATCHER_STAMP_KEY)
+    limit = 3 * settings.HEARO_MATCH_INTERVAL_SECONDS
+    if stamp is None or time.time() - stamp > limit:
+        raise RuntimeError(f"no matcher pass in the last {limit} s (is the beat running?)")
+
+
+CHECKS = {
+    "database": _check_database,
+    "cache": _check_cache,
+    "channelLayer": _check_channel_layer,
+    "matcher": _check_matcher,
+}
+
+
+def readyz(request):
+    """Database, Redis (cache and channel layer) and a recent matcher pass; 503 if any fails."""
+    results = {}
+    for name, check in CHECKS.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:
+            results[name] = f"failing: {exc}"
+    ready = all(v == "ok" for v in results.values())
+    return JsonResponse(
+        {"status": "ready" if ready else "unavailable", "checks": results}, status=200 if ready else 503
+    )
+
+
+def prometheus(request):
+    metrics.refresh_queue_gauges()
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,174 @@
+"""The pages: the customer's waiting room, the counselor's dashboard and its JSON.
+
+The pages are static shells; everything live comes from the REST API and the
+realtime tiers, driven by ``static/js/hearo-client.js``. What the scripts need
+to know (URLs, intervals, translated strings) is handed over once, through
+``json_script``, so the JavaScript holds no settings and no texts of its own.
+"""
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hearo.errors import DomainError
+from matching import dashboard
+from matching.selectors import counselor_for_user, counselor_profile
+from queues.selectors import queue_snapshot
+from realtime.hub import queue_stats_body
+
+# SockJS transports in the order tier 2 tries them: a WebSocket first, then
+# HTTP streaming for proxies that refuse upgrades, then plain long-polling.
+SOCKJS_TRANSPORTS = ["websocket", "xhr-streaming", "xhr-polling"]
+
+
+def client_config(request, **extra) -> dict:
+    """Return what hearo-client.js needs: endpoints and intervals."""
+    return {
+        "stompUrl": "/ws/stomp",
+        "sockjsUrl": "/ws/sockjs",
+        "sockjsTransports": SOCKJS_TRANSPORTS,
+        "rawUrl": "/ws/raw",
+        "pollSeconds": settings.HEARO_POLL_SECONDS,
+        "heartbeatSeconds": settings.HEARO_HEARTBEAT_SECONDS,
+        # Probe better tiers at least every three polls: a client stuck on a
+        # lower tier costs the server more than a failed probe does.
+        "retryMaxSeconds": max(3, 3 * settings.HEARO_POLL_SECONDS),
+        "livekitUrl": settings.LIVEKIT_URL,
+        "livekitScript": static("vendor/livekit/livekit-client.umd.js"),
+        "csrfToken": get_token(request),
+        "debug": settings.DEBUG,
+        **extra,
+    }
+
+
+def tier_strings() -> dict:
+    return {
+        "tier.connecting": _("Connecting…"),
+        "tier.stomp": _("Live · STOMP over WebSocket"),
+        "tier.sockjs": _("Live · STOMP over SockJS (%(transport)s)"),
+        "tier.raw": _("Live · JSON over WebSocket"),
+        "tier.poll": _("Checking every %(seconds)s s · REST polling"),
+        "tier.offline": _("Reconnecting…"),
+    }
+
+
+def waiting_strings() -> dict:
+    """Return the waiting page's texts in the request's language."""
+    return {
+        **tier_strings(),
+        "eta.estimating": _("estimating…"),
+        "eta.soon": _("less than a minute"),
+        "eta.minutes": _("about %(minutes)s min"),
+        "status.WAITING": _("Waiting for a counselor"),
+        "status.MATCHED": _("Ready: join the call when you are"),
+        "status.IN_CALL": _("In your call"),
+        "status.COMPLETED": _("Your session has ended"),
+        "status.CANCELLED": _("You left the queue"),
+        "status.EXPIRED": _("Your place in the queue expired"),
+        "announce.MATCHED": _("A counselor is ready for you. Join the call when you are ready."),
+        "rank.next": _("You are next."),
+        "ended.completed": _("Thank you for talking with us. We hope it helped."),
+        "ended.cancelled": _("You are no longer in the queue. You can join again whenever you are ready."),
+        "ended.lease_expired": _(
+            "We lost contact with this page for a while, so your place was released. Please join again."
+        ),
+        "ended.customer_no_show": _(
+            "A counselor was ready, but the call was not joined in time. Please join again when you can talk."
+        ),
+        "ended.default": _("Your visit has ended. You can join again at any time."),
+        "call.fetching": _("Preparing your call…"),
+        "call.connecting": _("Connecting to the call…"),
+        "call.joined": _("You are in the call. Your counselor will be with you shortly."),
+        "call.unreachable": _("The call server cannot be reached right now. Please try again in a moment."),
+        "call.failed": _("Could not start the call: %(detail)s"),
+        "error.network": _("We could not reach HearO. Please check your connection and try again."),
+        "error.rate_limited": _("Too many attempts from this network. Please wait a minute and try again."),
+        "error.generic": _("Something went wrong: %(detail)s"),
+        "anonymous": _("Guest"),
+    }
+
+
+def dashboard_strings() -> dict:
+    """Return the dashboard's texts in the request's language."""
+    return {
+        **tier_strings(),
+        "status.AVAILABLE": _("Available"),
+        "status.AWAY": _("Away"),
+        "status.OFFLINE": _("Offline"),
+        "status.BUSY": _("In a session"),
+        "queue.none": _("—"),
+        "queue.seconds": _("%(seconds)s s"),
+        "queue.minutes": _("%(minutes)s min %(seconds)s s"),
+        "alert.title": _("New customer"),
+        "alert.body": _("%(name)s is waiting in room %(room)s"),
+        "alert.started": _("Both of you are in the call."),
+        "alert.waiting_join": _("Join the call when you are ready."),
+        "alert.ended": _("The session ended (%(reason)s)."),
+        "anonymous": _("Guest"),
+        "reason.completed": _("completed"),
+        "reason.customer_cancelled": _("customer left"),
+        "reason.customer_no_show": _("customer did not join"),
+        "reason.counselor_no_show": _("not joined in time"),
+        "reason.counselor_lost": _("connection lost"),
+        "reason.open": _("in progress"),
+        "history.empty": _("No sessions yet today."),
+        "call.fetching": _("Preparing the call…"),
+        "call.connecting": _("Connecting to the call…"),
+        "call.joined": _("You are in the call."),
+        "call.unreachable": _("The call server cannot be reached right now. Please try again in a moment."),
+        "call.failed": _("Could not start the call: %(detail)s"),
+        "notify.granted": _("Alerts are on."),
+        "notify.denied": _("The browser blocks notifications; the sound alert still plays."),
+        "error.generic": _("Something went wrong: %(detail)s"),
+        "error.network": _("We could not reach HearO. Please check your connection and try again."),
+    }
+
+
+def waiting_room(request):
+    """Render the customer's waiting page (anyone; the visit lives in sessionStorage)."""
+    context = {"config": client_config(request), "strings": waiting_strings()}
+    return render(request, "waiting.html", context)
+
+
+@login_required
+def counselor_dashboard(request):
+    """Render the counselor's dashboard; a logged-in non-counselor gets a 403 page."""
+    try:
+        counselor = counselor_for_user(user=request.user)
+    except DomainError as exc:
+        return render(request, "counselor/not_counselor.html", {"detail": exc.detail}, status=exc.status)
+    extra = {"counselorId": counselor.counselor_id, "stateUrl": reverse("dashboard-state")}
+    context = {
+        "counselor": counselor_profile(counselor=counselor),
+        "config": client_config(request, **extra),
+        "strings": dashboard_strings(),
+    }
+    return render(request, "counselor/dashboard.html", context)
+
+
+class DashboardStateApi(APIView):
+    """The dashboard's one read: profile, open match, queue summary, today's calls.
+
+    Fetched on load and after every reconnect (the counselor topic's snapshot
+    is only the queue summary), and polled on the REST tier.
+    """
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        counselor = counselor_for_user(user=request.user)
+        return Response(
+            {
+                "type": "DASHBOARD",
+                "counselor": counselor_profile(counselor=counselor),
+                "openMatch": dashboard.dashboard_open_match(counselor=counselor),
+                "queue": queue_stats_body(queue_snapshot()),
+                "history": dashboard.dashboard_history_today(counselor=counselor),
+            }
+        )

@@ -1,0 +1,153 @@
+"""The hand-off after a match: joining the call, completing it, cancelling the visit.
+
+Every service here locks the match first (see the lock order in
+``services.py``) and publishes on commit.
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from hearo.errors import Conflict, Forbidden
+from matching.models import Counselor, Match
+from matching.selectors import match_open_by_room, match_side_by_identity
+from matching.services import counselor_lock, counselor_status_change, match_end, match_record
+from queues.models import Registration
+from queues.services import registration_cancel, registration_leave, registration_record
+from realtime import events, publish
+
+C = Counselor.Status
+S = Registration.Status
+SIDES = ("customer", "counselor")
+
+
+def _match_lock(match_id: int) -> Match:
+    """Lock an open-or-ended match row and return it with its sides loaded."""
+    return (
+        Match.objects.select_for_update(of=("self",))
+        .select_related("registration__customer", "counselor__user")
+        .get(pk=match_id)
+    )
+
+
+@transaction.atomic(durable=True)
+def match_joined(*, match_id: int, side: str, actor: str) -> Match:
+    """Record that one side joined the call; idempotent. Both in: the visit is IN_CALL."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}")
+    match = _match_lock(match_id)
+    if not match.is_open:
+        raise Conflict(f"the match has ended ({match.end_reason})", code="match_ended")
+    field = f"{side}_joined_at"
+    if getattr(match, field) is None:
+        setattr(match, field, timezone.now())
+        match.save(update_fields=[field])
+        match_record(match=match, what=f"{side}_joined", actor=actor)
+    if match.customer_joined_at and match.counselor_joined_at:
+        _call_start(match)
+    return match
+
+
+def _call_start(match: Match) -> None:
+    registration = match.registration
+    if not Registration.objects.filter(pk=registration.pk, status=S.MATCHED).update(
+        status=S.IN_CALL, in_call_at=timezone.now()
+    ):
+        return  # already IN_CALL: a repeated confirmation
+    registration.status = S.IN_CALL
+    registration_record(registration=registration, from_status=S.MATCHED, actor="matcher", reason="both_joined")
+    customer = registration.customer
+    body = events.in_call(
+        customer_id=customer.customer_id,
+        registration_id=registration.id,
+        identity=customer.identity,
+        room_name=match.room_name,
+        match_id=match.id,
+    )
+    publish.to_customer(customer.customer_id, body)
+    publish.to_counselor(
+        match.counselor.counselor_id,
+        events.match_started(
+            match_id=match.id,
+            registration_id=match.registration_id,
+            customer_id=match.registration.customer.customer_id,
+            room_name=match.room_name,
+        ),
+    )
+
+
+@transaction.atomic(durable=True)
+def match_complete(*, match_id: int, counselor: Counselor) -> Match:
+    """End a call as completed (its counselor only); idempotent. The counselor is AVAILABLE again."""
+    match = _match_lock(match_id)
+    if match.counselor_id != counselor.id:
+        raise Forbidden("only this match's counselor can complete it", code="not_your_match")
+    if not match.is_open:
+        if match.end_reason == "completed":
+            return match  # a retry after a lost response
+        raise Conflict(f"the match has ended ({match.end_reason})", code="match_ended")
+    if match.registration.status != S.IN_CALL:
+        raise Conflict("the customer has not joined the call yet", code="not_in_call")
+    # "completed" exactly: the wait estimate averages these calls.
+    match_end(match=match, reason="completed", actor="counselor")
+    registration_leave(registration=match.registration, status=S.COMPLETED, actor="counselor", reason="completed")
+    _counselor_free(match=match, reason="completed")
+    return match
+
+
+def _counselor_free(*, match: Match, reason: str) -> None:
+    counselor = counselor_lock(counselor_id=match.counselor_id)
+    counselor_status_change(counselor=counselor, status=C.AVAILABLE, actor="matcher", reason=reason)
+
+
+def visit_cancel(*, registration: Registration) -> str:
+    """Cancel a visit wherever it is; idempotent. Return the status now.
+
+    WAITING leaves the queue (``registration_cancel``); MATCHED or IN_CALL
+    ends the match and frees the counselor. A matcher may move the visit
+    between the two meanwhile, so look again a couple of times.
+    """
+    for _ in range(3):
+        registration.refresh_from_db(fields=["status"])
+        if registration.status in (S.MATCHED, S.IN_CALL):
+            if _visit_cancel_in_match(registration_id=registration.id):
+                return S.CANCELLED
+            continue  # the match ended under us (a timeout requeued the visit)
+        try:
+            return registration_cancel(registration=registration)
+        except Conflict:
+            registration.refresh_from_db(fields=["status"])
+            if registration.status not in (S.MATCHED, S.IN_CALL):
+                raise  # COMPLETED or EXPIRED: nothing left to cancel
+    raise Conflict("the visit kept changing; retry", code="retry")
+
+
+@transaction.atomic(durable=True)
+def _visit_cancel_in_match(*, registration_id: int) -> bool:
+    """End the visit's open match as cancelled; False if there is none any more."""
+    open_match = Match.objects.filter(registration_id=registration_id, ended_at__isnull=True).first()
+    if open_match is None:
+        return False
+    match = _match_lock(open_match.pk)  # waits: a cancel must not be skipped
+    if not match_end(match=match, reason="customer_cancelled", actor="customer"):
+        return False
+    registration = Registration.objects.select_related("customer").get(pk=registration_id)
+    registration_leave(registration=registration, status=S.CANCELLED, actor="customer", reason="cancelled")
+    _counselor_free(match=match, reason="customer_cancelled")
+    return True
+
+
+def match_joined_by_livekit(*, event: str, room_name: str, identity: str) -> bool:
+    """Count LiveKit's participant_joined as a join confirmation; True if it counted.
+
+    Anything else (other events, unknown rooms, ended matches, strangers) is
+    acknowledged and ignored: LiveKit retries only on errors.
+    """
+    match = match_open_by_room(room_name=room_name) if event == "participant_joined" else None
+    side = match_side_by_identity(match=match, identity=identity) if match else None
+    if side is None:
+        return False
+    try:
+        match_joined(match_id=match.id, side=side, actor="livekit")
+    except Conflict:
+        return False  # ended meanwhile
+    return True

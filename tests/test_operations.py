@@ -1,0 +1,94 @@
+"""Operations: health, readiness, metrics, rate limits, production settings."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from django.core.cache import cache
+
+from hearo.health import MATCHER_STAMP_KEY
+from tests.test_settings import ROOT
+
+pytestmark = pytest.mark.django_db
+
+
+def test_healthz_says_the_process_is_up(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_reports_each_dependency_and_a_stale_matcher(client):
+    cache.delete(MATCHER_STAMP_KEY)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["database"] == checks["cache"] == checks["channelLayer"] == "ok"
+    assert checks["matcher"].startswith("failing")
+    cache.set(MATCHER_STAMP_KEY, time.time())
+    assert client.get("/readyz").json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "cache": "ok", "channelLayer": "ok", "matcher": "ok"},
+    }
+
+
+def test_metrics_are_prometheus_text_named_hearo(client, join):
+    join()
+    join()
+    body = client.get("/metrics").content.decode()
+    assert "hearo_waiting_customers 2.0" in body
+    assert "hearo_longest_wait_seconds" in body
+    assert 'hearo_counselors{status="AVAILABLE"}' in body
+    assert "hearo_fanout_seconds_bucket" in body
+
+
+def test_joining_too_often_from_one_address_is_a_json_429(api, settings):
+    settings.HEARO_JOIN_RATE = "3/m"
+    codes = [api.post("/api/queue/join", {}, format="json").status_code for _ in range(4)]
+    assert codes == [201, 201, 201, 429]
+    response = api.post("/api/queue/join", {}, format="json")
+    assert response.json()["error"] == "rate_limited"
+
+
+def production_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARO_", "SECRET_KEY", "LIVEKIT"))}
+    env.update(
+        HEARO_PRODUCTION="1",
+        SECRET_KEY="k" * 20 + "-a-long-random-production-secret-value-0123456789",
+        LIVEKIT_API_SECRET="a-real-livekit-secret-of-enough-length-123",
+        ALLOWED_HOSTS="hearo.example",
+    )
+    env.update(extra)
+    return env
+
+
+def manage(*args, env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SECRET_KEY", "django-insecure-hearo-development-key-do-not-use-in-production"),
+        ("LIVEKIT_API_SECRET", "secret"),
+    ],
+)
+def test_production_refuses_to_start_with_a_development_secret(variable, value):
+    result = manage("check", env=production_env(**{variable: value}))
+    assert result.returncode != 0
+    assert variable in result.stderr
+
+
+def test_every_matcher_pass_stamps_readiness(client):
+    from matching.services import match_pass
+
+    cache.delete(MATCHER_STAMP_KEY)
+    match_pass()
+    assert client.get("/readyz").json()["checks"]["matcher"] == "ok"
