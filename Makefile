@@ -35,6 +35,10 @@ test: install
 bench: install
 	$(PY) -m bench.run --command "make bench"
 
+# Two Daphne nodes, a worker and one beat against the local PostgreSQL and Redis (Ctrl-C stops).
+cluster: install
+	$(PY) scripts/cluster.py
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
