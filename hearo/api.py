@@ -3,7 +3,9 @@
 import logging
 
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from redis.exceptions import RedisError
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -28,8 +30,21 @@ def _drf_code(exc: exceptions.APIException) -> str:
     return codes if isinstance(codes, str) else exc.default_code
 
 
+UNAVAILABLE = (RedisError, OperationalError, InterfaceError)
+
+
 def exception_handler(exc, context):
-    """Turn every error into a 4xx with ``{error, detail}``; domain errors first."""
+    """Turn every error into a 4xx with ``{error, detail}``; domain errors first.
+
+    A dependency that is down (Redis restarting, the database unreachable)
+    is a 503 the client can retry, not a 500 and not a hang: the cache's
+    socket timeout bounds the wait.
+    """
+    if isinstance(exc, UNAVAILABLE):
+        log.warning("dependency unavailable: %s", exc.__class__.__name__)
+        response = Response(error_body("unavailable", "a backing service is down; retry shortly"), status=503)
+        response["Retry-After"] = "2"
+        return response
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status)
     if isinstance(exc, Http404):

@@ -12,6 +12,7 @@ import json
 
 from channels.db import database_sync_to_async
 
+from hearo.api import UNAVAILABLE
 from hearo.errors import DomainError, Unauthorized
 from queues import leases
 from queues.selectors import registration_by_token, token_hash
@@ -55,4 +56,6 @@ async def heartbeat_app(scope, receive, send) -> None:
             expires = await leases.alease_renew("registration", registration_id)
     except DomainError as exc:
         return await _respond(send, exc.status, {"error": exc.code, "detail": exc.detail})
+    except UNAVAILABLE:
+        return await _respond(send, 503, {"error": "unavailable", "detail": "a backing service is down; retry shortly"})
     await _respond(send, 200, {"leaseExpiresAt": expires})

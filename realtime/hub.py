@@ -98,17 +98,27 @@ class RankHub:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("rank hub receive failed; retrying")
+                # Redis went away: once it is back, its group memberships may be
+                # gone with it, so join again and re-read (messages were lost).
+                log.warning("rank hub lost the channel layer; rejoining")
                 await asyncio.sleep(1)
+                await self._rejoin()
                 continue
             if not self._dirty.is_set():
                 self._changed_at = time.monotonic()
             self._dirty.set()
 
+    async def _rejoin(self) -> None:
+        try:
+            await self.layer.group_add(events.QUEUE_GROUP, self.channel)
+            self._dirty.set()
+        except Exception:
+            log.warning("rank hub could not rejoin yet")
+
     async def _keepalive(self) -> None:
         while True:
             await asyncio.sleep(REJOIN_SECONDS)
-            await self.layer.group_add(events.QUEUE_GROUP, self.channel)
+            await self._rejoin()
 
     async def _refresh_loop(self) -> None:
         while True:

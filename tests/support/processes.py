@@ -56,6 +56,8 @@ def server_env(**extra: str) -> dict:
             # A test server shares the test database with other tests: it matches
             # only when its test asks (HEARO_INPROCESS_MATCHER=1, or a Celery worker).
             "HEARO_INPROCESS_MATCHER": "0",
+            # Every test client joins from 127.0.0.1.
+            "HEARO_JOIN_RATE": "1000/m",
         }
     )
     env.update(extra)
