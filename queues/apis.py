@@ -36,6 +36,11 @@ class JoinIn(StrictSerializer):
     displayName = StrictCharField(max_length=80, required=False, allow_blank=True, trim_whitespace=True)
 
 
+def client_address(group: str, request) -> str:
+    """Return the rate-limit key: the peer address (absent on a Unix socket)."""
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
 class CustomerAPIView(APIView):
     """Base for endpoints that take the customer's ``Authorization: Bearer`` token."""
 
@@ -75,7 +80,9 @@ class JoinApi(CustomerAPIView):
         ),
     )
     def post(self, request):
-        if is_ratelimited(request, group="queue-join", key="ip", rate=settings.HEARO_JOIN_RATE, increment=True):
+        if is_ratelimited(
+            request, group="queue-join", key=client_address, rate=settings.HEARO_JOIN_RATE, increment=True
+        ):
             raise TooManyRequests("too many joins from this address; try again in a minute")
         data = JoinIn(data=request.data)
         data.is_valid(raise_exception=True)
