@@ -99,8 +99,10 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # psycopg 3; persistent connections are checked before reuse.
-    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    # psycopg 3. No persistent connections: under Daphne every sync_to_async
+    # thread would keep one open and exhaust PostgreSQL's max_connections
+    # (measured in bench/). CONN_MAX_AGE can still be raised by env.
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("HEARO_CONN_MAX_AGE", 0, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str("HEARO_TEST_DATABASE", default="test_hearo")
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -29,6 +29,8 @@ Push = Callable[[dict], Awaitable[None]]
 REJOIN_SECONDS = 3600
 # Re-read now and then even without a message: a lost broadcast heals itself.
 SAFETY_REFRESH_SECONDS = 30
+# Pushes between yields to the event loop during one refresh.
+YIELD_EVERY = 100
 
 
 @dataclass(eq=False)
@@ -176,6 +178,10 @@ class RankHub:
                 )
                 watcher.last_rank = rank
                 pushes += await self._safe_push(watcher, body)
+                if pushes % YIELD_EVERY == 0:
+                    # Let heartbeats and other sockets in: a refresh for
+                    # thousands of customers must not hold the loop whole.
+                    await asyncio.sleep(0)
         return pushes
 
     async def _push_queue_stats(self, snapshot: QueueSnapshot) -> int:

@@ -1,0 +1,174 @@
+"""The processes under test: a private Redis, the bench database, Daphne nodes, Celery.
+
+Every process runs in its own session so it can be stopped with its children
+(``os.killpg``), and only processes started here are ever stopped.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+BENCH_DB = "hearo_bench"
+PG_ADMIN = "postgresql://root@127.0.0.1:5432/postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: "Proc", timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.proc.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited early:\n{proc.tail()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{proc.name}: nothing listening on {port} after {timeout}s")
+
+
+class Proc:
+    """A subprocess in its own session, logging to a file."""
+
+    def __init__(self, name: str, args: list[str], env: dict, logdir: Path) -> None:
+        self.name = name
+        self.log_path = logdir / f"{name}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            if self.proc.poll() is not None:
+                break
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(timeout=grace)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        self.log.close()
+
+    def tail(self, lines: int = 30) -> str:
+        self.log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def rss_kib(pid: int) -> int:
+    """Return a process's resident set size in KiB (from /proc, no psutil)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+# -- Redis and PostgreSQL ------------------------------------------------------------
+
+
+@contextmanager
+def private_redis(logdir: Path):
+    """Run a throwaway redis-server: its command counts are ours alone."""
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = Proc("redis", [*args, "--maxclients", "20000"], dict(os.environ), logdir)
+    try:
+        wait_for_port(port, proc)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.stop()
+
+
+def database_url() -> str:
+    return f"postgres://root@127.0.0.1:5432/{BENCH_DB}"
+
+
+def database_recreate() -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+
+
+def database_drop() -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+
+
+def migrate(env: dict) -> None:
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+
+
+# -- The nodes under test -------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    name: str
+    ports: list[int]
+    nodes: list[Proc]
+    others: list[Proc] = field(default_factory=list)
+
+    def pid(self, node: int) -> int:
+        return self.nodes[node].pid
+
+
+def _daphne(name: str, env: dict, logdir: Path) -> tuple[int, Proc]:
+    port = free_port()
+    args = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "hearo.asgi:application"]
+    return port, Proc(name, args, env, logdir)
+
+
+def _celery(name: str, env: dict, logdir: Path) -> Proc:
+    if name.endswith("beat"):
+        args = ["beat", "-s", str(logdir / f"{name}-schedule"), "-l", "warning"]
+    else:
+        args = ["worker", "--pool=solo", "-l", "info", "-n", f"{name}@%h"]
+    return Proc(name, [str(VENV_BIN / "celery"), "-A", "hearo", *args], env, logdir)
+
+
+def _wait_ready(worker: Proc, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while "ready." not in worker.log_path.read_text(errors="replace"):
+        if worker.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{worker.name} did not start:\n{worker.tail()}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def cluster(name: str, env: dict, logdir: Path, *, nodes: int = 2, celery: bool = False, **extra: str):
+    """Run ``nodes`` Daphne nodes (and a Celery worker and beat) with env + extra."""
+    env = {**env, **extra}
+    started: list[Proc] = []
+    try:
+        ports = []
+        for i in range(nodes):
+            port, proc = _daphne(f"{name}-node{i}", env, logdir)
+            started.append(proc)
+            ports.append(port)
+        others = [_celery(f"{name}-{kind}", env, logdir) for kind in ("worker", "beat")] if celery else []
+        started += others
+        for port, proc in zip(ports, started, strict=False):
+            wait_for_port(port, proc)
+        for proc in others[:1]:
+            _wait_ready(proc)
+        yield Cluster(name=name, ports=ports, nodes=started[:nodes], others=others)
+    finally:
+        for proc in reversed(started):
+            proc.stop()

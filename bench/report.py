@@ -1,0 +1,565 @@
+"""Render results.json as RESULTS.md: the command, the machine, per-scenario tables, targets."""
+
+from bench.stats import ratio
+
+DESIGNS = (
+    ("hub", "HearO hub (1 broadcast per change)"),
+    ("naive_cap100", "naive, channels-redis default capacity 100"),
+    ("naive_cap100k", "naive, capacity 100,000"),
+    ("rabbitmq", "RabbitMQ Web-STOMP relay (1 SEND per customer)"),
+)
+
+
+def fmt(value, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        value = f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
+    return f"{value}{unit}"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def get(node: dict, *path, default=None):
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def error_of(node) -> str | None:
+    return node.get("error") if isinstance(node, dict) else None
+
+
+# -- sections ----------------------------------------------------------------------------
+
+
+def header(meta: dict) -> str:
+    pk = meta["packages"]
+    rows = [
+        ["command", f"`{meta['command']}` (runs `.venv/bin/python -m bench.run`; `--quick` for a smoke run)"],
+        ["date (UTC) / wall time", f"{meta['date']} / {meta.get('duration_s', '?')} s"],
+        ["machine", f"{meta['nproc']} vCPU ({meta['cpu_model']}), {meta['memory_gib']} GiB, Linux {meta['kernel']}"],
+        ["load average start → end", f"{_load(meta['load_average_start'])} → {_load(meta.get('load_average_end'))}"],
+        ["Python / Django / Channels", f"{meta['python']} / {pk['Django']} / {pk['channels']}"],
+        [
+            "channels-redis / redis-py / Daphne / Twisted",
+            f"{pk['channels-redis']} / {pk['redis']} / {pk['daphne']} / {pk['Twisted']}",
+        ],
+        ["Celery / psycopg / websockets", f"{pk['celery']} / {pk['psycopg']} / {pk['websockets']}"],
+        [
+            "Redis (private instance) / PostgreSQL / RabbitMQ",
+            f"{meta['redis_server'].split(' sha')[0]} / {meta['postgresql']} / {meta['rabbitmq']}",
+        ],
+        ["tree", meta["git_commit"]],
+    ]
+    mode = " (**--quick smoke run: small N, short runs; not the issue's numbers**)" if meta.get("quick") else ""
+    return f"# HearO benchmarks (issue #7){mode}\n\n" + table(["", ""], rows)
+
+
+def _load(values) -> str:
+    return "/".join(f"{v:.1f}" for v in values) if values else "?"
+
+
+def fanout_section(results: dict) -> str:
+    fan = results.get("fanout", {})
+    sizes = sorted({int(n) for d in fan.values() for n in d}, key=int)
+    out = ["## 1. Rank fan-out\n", FANOUT_METHOD]
+    for n in sizes:
+        hub_p50 = get(fan, "hub", str(n), "all", "latency_ms", "p50")
+        rows = [
+            _fanout_row(_capped(label, fan.get(key, {}).get(str(n))), fan.get(key, {}).get(str(n)), hub_p50)
+            for key, label in DESIGNS
+        ]
+        out.append(f"\n### N = {n:,}\n\n")
+        out.append(table(FANOUT_HEADER, rows))
+        out.append(_split_rows(fan, n))
+        out.append(_redis_rows(fan, n))
+        out.append(_node_times(fan, n))
+    poll = results.get("polling")
+    if poll and not error_of(poll):
+        load, st = poll["load"], poll["staleness"]
+        out.append(f"\n### REST polling every {poll['poll_seconds']:.0f} s (N = {poll['n']:,})\n\n")
+        out.append(
+            table(
+                ["staleness mean", "staleness p99", "request load", "achieved", "request p50", "request p99", "errors"],
+                [
+                    [
+                        f"{st['mean_ms'] / 1000:.2f} s (analytical)",
+                        f"{st['p99_ms'] / 1000:.2f} s (analytical)",
+                        f"{load['target_rate']:.0f} req/s",
+                        f"{load['achieved_rate']:.0f} req/s",
+                        fmt(load["latency_ms"]["p50"], " ms"),
+                        fmt(load["latency_ms"]["p99"], " ms"),
+                        str(
+                            load["errors"]
+                            + load["unfinished"]
+                            + sum(v for k, v in load["statuses"].items() if k != "200")
+                        ),
+                    ]
+                ],
+            )
+        )
+    elif poll:
+        out.append(f"\nREST polling: **failed**: {error_of(poll)}\n")
+    return "".join(out)
+
+
+FANOUT_HEADER = [
+    "design",
+    "changes (complete)",
+    "p50",
+    "p99",
+    "max",
+    "missing",
+    "wrong (final)",
+    "p50 ÷ hub p50",
+    "clients affected / change",
+]
+
+
+def _capped(label: str, r: dict | None) -> str:
+    if r and r.get("n_wanted") and r["n"] != r["n_wanted"]:
+        return f"{label} **at N = {r['n']:,}** (broker open-files limit {r['broker_open_files_limit']})"
+    return label
+
+
+def _fanout_row(label: str, r: dict | None, hub_p50) -> list:
+    if r is None:
+        return [label, "not run", *["-"] * 7]
+    if error_of(r):
+        return [label, f"failed: {error_of(r)[:80]}", *["-"] * 7]
+    lat, audit = r["all"]["latency_ms"], r["audit"]
+    return [
+        label,
+        f"{r['all']['changes']} ({r['all']['complete']})",
+        fmt(lat["p50"], " ms"),
+        fmt(lat["p99"], " ms"),
+        fmt(lat["max"], " ms"),
+        r["all"]["missing"],
+        audit["wrong"] + audit["missing"],
+        fmt(ratio(lat["p50"], hub_p50), "x"),
+        r["all"]["affected_mean"],
+    ]
+
+
+def _split_rows(fan: dict, n: int) -> str:
+    rows = []
+    for key, label in DESIGNS:
+        r = fan.get(key, {}).get(str(n))
+        if not r or error_of(r):
+            continue
+        for kind in ("cancel", "burst"):
+            k = r[kind]
+            if k["changes"]:
+                rows.append(
+                    [
+                        label,
+                        kind,
+                        k["changes"],
+                        fmt(k["latency_ms"]["p50"], " ms"),
+                        fmt(k["latency_ms"]["p99"], " ms"),
+                        k["affected_mean"],
+                        fmt(k["request_ms"]["p50"], " ms"),
+                    ]
+                )
+    head = ["design", "change", "n", "p50", "p99", "affected", "request/publish p50"]
+    return (
+        "\nBy kind of change (request = the cancel's HTTP round trip, the burst's transaction, "
+        "or RabbitMQ's N publishes):\n\n" + table(head, rows)
+    )
+
+
+def _redis_rows(fan: dict, n: int) -> str:
+    rows = []
+    for key, label in DESIGNS[:3]:
+        r = get(fan, key, str(n), "redis")
+        if not r:
+            continue
+        for kind in ("cancel", "burst"):
+            c = r[kind]
+            top, lua = c["top_level"], c["in_scripts"]
+            rows.append(
+                [
+                    label,
+                    kind,
+                    top.get("channel_layer", 0),
+                    lua.get("channel_layer", 0),
+                    c["messages"],
+                    top.get("cache", 0),
+                    top.get("celery", 0),
+                    sum(top.values()),
+                ]
+            )
+    head = [
+        "design",
+        "change",
+        "channel-layer cmds",
+        "+ inside Lua",
+        "channel-layer messages",
+        "cache cmds",
+        "Celery cmds",
+        "all top-level cmds",
+    ]
+    return (
+        "\nRedis per change (MONITOR on the private Redis, one quiet change minus an idle window as long):\n\n"
+        + table(head, rows)
+    )
+
+
+def _node_times(fan: dict, n: int) -> str:
+    r = get(fan, "hub", str(n))
+    if not r or error_of(r) or not r.get("node_fanout_mean_ms"):
+        return ""
+    a, b = r["node_fanout_mean_ms"]
+    return (
+        f"\nServer side (the nodes' `hearo_fanout_seconds`: broadcast received → last frame handed to the "
+        f"socket), mean per change: node A {fmt(a, ' ms')}, node B {fmt(b, ' ms')}. Connecting and "
+        f"subscribing all {n:,} clients took {r['connect_s']} s.\n"
+    )
+
+
+def match_section(results: dict) -> str:
+    m = results.get("match", {})
+    rows = []
+    for key, label in (("event_driven", "event-driven (worker + beat)"), ("beat_only", "beat only (5 s)")):
+        r = m.get(key)
+        if r is None or error_of(r):
+            rows.append([label, f"failed: {error_of(r)}" if r else "not run", "-", "-", "-", "-"])
+            continue
+        lat = r["latency_ms"]
+        rows.append(
+            [
+                label,
+                f"{r['samples']} ({r['timeouts']} timed out)",
+                fmt(lat["p50"], " ms"),
+                fmt(lat["p99"], " ms"),
+                fmt(lat["max"], " ms"),
+                fmt(lat["mean"], " ms"),
+            ]
+        )
+    ev, bt = get(m, "event_driven", "latency_ms", "p50"), get(m, "beat_only", "latency_ms", "p50")
+    return (
+        "## 2. Match latency\n\n"
+        + MATCH_METHOD
+        + table(["mode", "samples", "p50", "p99", "max", "mean"], rows)
+        + f"\nBeat-only p50 ÷ event-driven p50: {fmt(ratio(bt, ev), 'x')}.\n"
+    )
+
+
+def heartbeat_section(results: dict) -> str:
+    hb = results.get("heartbeat", {})
+    out = ["## 3. Heartbeat load (`POST /api/queue/heartbeat`, open loop, fan-out running)\n\n", HEARTBEAT_METHOD]
+    rows = []
+    fast = hb.get("fastpath", {})
+    if error_of(fast):
+        out.append(f"Fast path: **failed**: {error_of(fast)}\n")
+    for label, run in (
+        ("fast path, both nodes", fast.get("main")),
+        ("fast path, node A only", fast.get("single_node")),
+    ):
+        if run:
+            rows.append(_hb_row(label, run))
+    django = hb.get("django_view", {})
+    if error_of(django):
+        out.append(f"Django view: **failed**: {error_of(django)}\n")
+    for run in django.get("runs", []):
+        rows.append(_hb_row("Django view (HEARO_HEARTBEAT_FASTPATH=0), both nodes", run))
+    out.append(table(HB_HEADER, rows))
+    if fast.get("knee"):
+        out.append("\nKnee of the curve (fast path, both nodes, fan-out running):\n\n")
+        out.append(table(HB_HEADER, [_hb_row("fast path", run) for run in fast["knee"]]))
+    return "".join(out)
+
+
+HB_HEADER = [
+    "server",
+    "target",
+    "achieved",
+    "p50",
+    "p99",
+    "max",
+    "non-2xx / unfinished",
+    "generator lag p99",
+    "fan-out p50 / p99 meanwhile",
+]
+
+
+def _hb_row(label: str, run: dict) -> list:
+    load, fan = run["load"], run["fanout_during"]
+    bad = sum(v for k, v in load["statuses"].items() if not k.startswith("2"))
+    return [
+        label,
+        f"{load['target_rate']:.0f}/s",
+        f"{load['achieved_rate']:.0f}/s",
+        fmt(load["latency_ms"]["p50"], " ms"),
+        fmt(load["latency_ms"]["p99"], " ms"),
+        fmt(load["latency_ms"]["max"], " ms"),
+        f"{bad} / {load['unfinished'] + load['errors']}",
+        fmt(load["scheduler_lag_ms"]["p99"], " ms"),
+        f"{fmt(fan['latency_ms']['p50'], ' ms')} / {fmt(fan['latency_ms']['p99'], ' ms')}",
+    ]
+
+
+def memory_section(results: dict) -> str:
+    m = results.get("memory")
+    if not m or error_of(m):
+        return f"## 4. Memory\n\n**failed**: {error_of(m)}\n" if m else ""
+    return (
+        "## 4. Memory per idle connection\n\n"
+        + MEMORY_METHOD
+        + table(
+            ["connections", "RSS before", "RSS after", "per connection"],
+            [
+                [
+                    f"{m['connections']:,}",
+                    f"{m['rss_before_kib'] / 1024:.1f} MiB",
+                    f"{m['rss_after_kib'] / 1024:.1f} MiB",
+                    f"{m['kib_per_connection']} KiB",
+                ]
+            ],
+        )
+    )
+
+
+def targets_section(results: dict) -> str:
+    fan, hb, m = results.get("fanout", {}), results.get("heartbeat", {}), results.get("match", {})
+    p99 = {n: get(fan, "hub", n, "all", "latency_ms", "p99") for n in ("1000", "5000")}
+    wrong = sum(
+        get(fan, "hub", n, "audit", "wrong", default=0) + get(fan, "hub", n, "all", "missing", default=0)
+        for n in get(fan, "hub", default={})
+    )
+    speedup = ratio(
+        get(fan, "naive_cap100k", "1000", "all", "latency_ms", "p50"),
+        get(fan, "hub", "1000", "all", "latency_ms", "p50"),
+    )
+    redis = [
+        sum(get(fan, "hub", n, "redis", k, "top_level", default={}).values())
+        for n in get(fan, "hub", default={})
+        for k in ("cancel", "burst")
+    ]
+    channel = [
+        get(fan, "hub", n, "redis", k, "top_level", "channel_layer", default=0)
+        for n in get(fan, "hub", default={})
+        for k in ("cancel", "burst")
+    ]
+    hb_p99 = get(hb, "fastpath", "main", "load", "latency_ms", "p99")
+    rows = [
+        ["fan-out p99, N = 1,000", "≤ 150 ms", fmt(p99["1000"], " ms"), _ok(p99["1000"], 150)],
+        ["fan-out p99, N = 5,000", "≤ 500 ms", fmt(p99["5000"], " ms"), _ok(p99["5000"], 500)],
+        ["wrong or missing ranks (hub)", "0", str(wrong), _ok(wrong, 0)],
+        ["speed-up vs naive at N = 1,000 (p50, raised capacity)", "≥ 20x", fmt(speedup, "x"), _ok_min(speedup, 20)],
+        [
+            "Redis commands per queue change",
+            "≤ 5, whatever N",
+            f"{min(channel, default=0)}-{max(channel, default=0)} channel-layer, {min(redis, default=0)}-"
+            f"{max(redis, default=0)} in all (same at every N)",
+            _ok(max(redis, default=None), 5),
+        ],
+        [
+            "match latency p99, event-driven",
+            "≤ 200 ms",
+            fmt(get(m, "event_driven", "latency_ms", "p99"), " ms"),
+            _ok(get(m, "event_driven", "latency_ms", "p99"), 200),
+        ],
+        ["heartbeat p99 at 500 req/s during fan-out", "< 50 ms", fmt(hb_p99, " ms"), _ok(hb_p99, 50)],
+        [
+            "memory per idle connection",
+            "≤ 64 KiB",
+            fmt(get(results, "memory", "kib_per_connection"), " KiB"),
+            _ok(get(results, "memory", "kib_per_connection"), 64),
+        ],
+    ]
+    return "## Targets\n\n" + table(["target", "goal", "measured", ""], rows)
+
+
+def _ok(value, limit) -> str:
+    return "-" if value is None else ("met" if value <= limit else "**missed**")
+
+
+def _ok_min(value, limit) -> str:
+    return "-" if value is None else ("met" if value >= limit else "**missed**")
+
+
+GENERIC = (
+    "run_forever",
+    "_run_once",
+    "Server.run",
+    "Reactor.run",
+    "<module>",
+    "CommandLineInterface",
+    "Handle._run",
+    "Thread.run",
+    "_bootstrap",
+    "_worker (thread",
+    "callWithLogger",
+    "callWithContext",
+    "ContextTracker",
+    "_readOrWrite",
+    "run_child",
+    "thread_handler",
+    "SyncToAsync.__call__",
+    "ProtocolTypeRouter",
+    "_run (",
+)
+
+
+def profiles_section(results: dict) -> str:
+    out = ["## Profiles (py-spy, node A, separate runs not counted above)\n\n"]
+    big = max(get(results, "fanout", "hub", default={"0": None}), key=int)
+    for title, prof in (
+        (f"Fan-out, N = {big}, 8 more changes", get(results, "fanout", "hub", big, "profile_node_a", "profile")),
+        (
+            "Heartbeat 500 req/s on both nodes + fan-out",
+            get(results, "heartbeat", "fastpath", "profiled", "profile_node_a"),
+        ),
+    ):
+        if not prof or not prof.get("samples"):
+            out.append(f"**{title}**: {(prof or {}).get('skipped', 'no samples')}\n\n")
+            continue
+        incl = [[f"`{f}`", f"{p}%"] for f, p in prof["inclusive"] if not any(g in f for g in GENERIC)][:12]
+        own = [[f"`{f}`", f"{p}%"] for f, p in prof["self"]][:12]
+        out.append(f"**{title}** ({prof['samples']} samples at 100 Hz, all threads):\n\n")
+        out.append(table(["hottest frames (inclusive)", "share"], incl) + "\n")
+        out.append(table(["hottest frames (self)", "share"], own) + "\n")
+    return "".join(out)
+
+
+def render(data: dict) -> str:
+    meta, results = data["meta"], data["results"]
+    parts = [
+        header(meta),
+        targets_section(results),
+        analysis_section(results),
+        fanout_section(results),
+        match_section(results),
+        heartbeat_section(results),
+        memory_section(results),
+        profiles_section(results),
+        NOTES,
+    ]
+    return "\n".join(parts)
+
+
+def analysis_section(results: dict) -> str:
+    """The misses explained, with this run's numbers."""
+    fan = results.get("fanout", {})
+    out = ["## What the numbers say\n\n"]
+    for n in ("1000", "5000"):
+        r = get(fan, "hub", n)
+        if not r or error_of(r):
+            continue
+        lat, burst = r["all"]["latency_ms"], r["burst"]
+        nodes = ", ".join(fmt(v, " ms") for v in r.get("node_fanout_mean_ms") or [])
+        naive = get(fan, "naive_cap100k", n, "all", "latency_ms", "p50")
+        out.append(
+            f"* **Fan-out, N = {int(n):,}**: p50 {fmt(lat['p50'], ' ms')}, p99 {fmt(lat['p99'], ' ms')} for "
+            f"{r['all']['affected_mean']:.0f} moved clients per change on average; {r['all']['missing']} missing, "
+            f"{r['audit']['wrong'] + r['audit']['missing']} wrong at the end. Bursts (every client moves): p50 "
+            f"{fmt(burst['latency_ms']['p50'], ' ms')}. The nodes' own broadcast-to-last-push time averages {nodes}; "
+            f"the rest is the cancel's HTTP round trip (p50 {fmt(r['cancel']['request_ms']['p50'], ' ms')}) and the "
+            f"single harness process reading every frame on the same 2 vCPUs. Naive (raised capacity) p50 is "
+            f"{fmt(ratio(naive, lat['p50']), 'x')} the hub's.\n"
+        )
+    out.append(ANALYSIS_STATIC)
+    return "".join(out)
+
+
+ANALYSIS_STATIC = """* **Where fan-out time goes** (profiles below): a node's refresh is one query read in a worker
+  thread (every WAITING row, each with its `enqueued_at` parsed by psycopg: `TimestamptzLoader._load_iso` is one of the
+  hottest self frames although only the head's timestamp is used), then one frame per moved client through the STOMP
+  encoder (`_encode_header`), the consumer, Daphne and autobahn to a socket write. At N = 5,000 each node writes
+  ~1,250-2,500 frames per change while the harness parses up to 5,000 on the same two vCPUs, so latency is CPU-bound
+  and roughly linear in the number of moved clients (a burst moves everyone). The channel layer is not in it: one
+  broadcast per change whatever N, as the Redis table shows. Server-side options: read only `(id, customer_id)` plus
+  the head's timestamp; cache encoded header blocks; more nodes (processes) per host.
+* **Redis per change** is the same at every N, but above 5: channels-redis spends 7 top-level commands to send one
+  group message (expiry trims in a MULTI/EXEC, the group read, one EVAL) and 4 per receiving process (a cleanup EVAL,
+  BZPOPMIN and the `$inflight` backup ZADD/ZPOPMIN). A cancel also sends the leaving customer its CANCELLED message
+  (another group_send), drops its lease and token and queues a matcher pass. Reaching <= 5 needs a server change:
+  publish the queue change with one Redis `PUBLISH` to a pub/sub channel every hub subscribes to (1 command per
+  change, no per-receiver bookkeeping), keeping channels-redis for per-customer messages.
+* **Heartbeat p99 is a stall, not a throughput limit**: at 500 req/s the fast path's p50 is about 2 ms and the
+  achieved rate matches the target, but every fan-out refresh occupies the node's one event loop (the hub's push loop
+  writes hundreds of frames without yielding, and the snapshot thread holds the GIL while parsing 5,000 rows), so
+  beats that arrive meanwhile wait as long as the refresh lasts: p99 tracks the nodes' fan-out time at N = 5,000, not
+  the request rate (in the knee, p99 does not rise with the rate until saturation). Without fan-out one process
+  served about 650-720 req/s here (measured while building the harness, py-spy attached; two Redis round trips per
+  beat, Twisted's HTTP parsing, Daphne's access log at -v1). Server options: yield to the loop every ~100 pushes
+  (`await asyncio.sleep(0)`), read only what the hub needs, one Redis round trip per beat (pipeline or Lua),
+  `daphne -v0`, or heartbeats on processes that hold no sockets.
+* **Django-view and REST-polling baselines fail under load** for a server reason: with `CONN_MAX_AGE=60` under Daphne
+  each request's sync view runs in its own thread and keeps its own persistent PostgreSQL connection, so a few dozen
+  concurrent requests per node exhaust PostgreSQL's `max_connections = 100` and the views answer 500/503 (`too many
+  clients already`). The polling row counts those errors. Server fix: `CONN_MAX_AGE=0` under ASGI (Django's advice)
+  with psycopg's pool (`OPTIONS: {"pool": True}`, Django >= 5.1).
+* **Robustness seen while measuring** (server side, not fixed here): closing ~2,000 sockets at once makes channels-redis
+  raise `MaxConnectionsError` (pool of 1,000, redis-py 7 raises instead of waiting) in `group_discard`, leaving stale
+  group members; 200 simultaneous WebSocket handshakes exceed Daphne's handshake timeout (the harness opens 100 at a
+  time, retries, and closes in batches of 200). RabbitMQ here runs with a soft limit of 1,024 open files: past ~1,000
+  Web-STOMP connections it hits EMFILE, its memory monitor crashes and it refuses new subscriptions until
+  `rabbitmqctl stop_app && start_app`; the harness caps the RabbitMQ baseline below that limit (N shown in its row),
+  so it is not measured at 1,000 or 5,000 clients. Its per-change latency is a lower bound (no database, no HTTP).
+* **Naive design**: with channels-redis's default capacity 100 it loses messages at N = 5,000 (the `missing` column;
+  the Redis table shows fewer ZADDs than customers: the rest were over capacity), and every change holds the cancel's
+  HTTP request for seconds because the sends run on commit inside the request. Naive runs have 2-8 changes each, so
+  their p99 is one sample.
+
+"""
+
+
+# -- the method, in words ------------------------------------------------------------------
+
+FANOUT_METHOD = """
+Clients: asyncio + `websockets`, STOMP frames by hand (CONNECT with `Authorization: Bearer`, `heart-beat:0,0`,
+SUBSCRIBE to the customer's own `/topic/queue-rank/{id}`), split evenly over both Daphne nodes, all in the harness
+process. Customers are seeded with the ORM (one WAITING registration each, token cache and lease as a join leaves
+them). Changes run one at a time: a **cancel** of a random customer (`POST /api/queue/cancel` on node A; t0 just
+before the request) or, every 5th change, a **matcher burst** (the first 5 customers marked MATCHED in one
+transaction that calls `queues.services.queue_changed`, made by the harness through the same channel layer; t0 just
+before the transaction). Latency = t0 → the last client whose rank changed *first holding its correct new rank*.
+*missing* = affected clients that never got there within the bound (10 s); *wrong (final)* = clients
+whose last rank differs from the truth after a quiet second at the end (the harness's order is also checked against
+the database). The naive design keeps the hub's 30 s safety refresh, which would mask drops given time; the bound
+is shorter than that (10 s). RabbitMQ has no database or HTTP in its path, so it is a lower bound for that design.
+"""
+
+MATCH_METHOD = """Per sample: a customer joins (`POST /api/queue/join`) and subscribes; a counselor (created with
+`counselor_create` + a DRF token) listens on `/topic/counselor/{id}`; t0 = `POST /api/counselor/status AVAILABLE`;
+the sample ends when the customer holds MATCHED and the counselor MATCH_ASSIGNED. Then both sides confirm the join,
+the counselor completes the call and goes OFFLINE. A random pause (0-0.5 s event-driven, 0-5 s beat-only) before t0
+keeps samples from locking to the beat's phase. Celery: `worker --pool=solo` and `beat`, Redis broker.
+
+"""
+
+HEARTBEAT_METHOD = """`bench/loadgen.py`, its own process: requests scheduled at fixed intervals over 64 keep-alive
+connections (alternating nodes), latency from the *scheduled* time (no coordinated omission); bearer tokens of the
+N = 5,000 connected customers, round robin. Fan-out cancels run once a second meanwhile. *generator lag* = how late
+the generator queued a request (its own health); *achieved* = completed ÷ time to the last completion.
+
+"""
+
+MEMORY_METHOD = """`VmRSS` of node A's Daphne process (from /proc) after 50 warm-up connections, then after 2,000 more
+idle STOMP connections (connected and subscribed to their rank topic), 3 s to settle.
+
+"""
+
+NOTES = """## Method notes and noise
+
+* One machine for everything: 2 vCPUs run both Daphne nodes, the harness with all N clients, Redis, PostgreSQL,
+  RabbitMQ and the load generator, so client-side processing is inside every latency and the designs compete with
+  their own load. It is shared and noisy (see the load averages above); medians are the figures to quote, p99 over
+  25-30 changes is close to the max.
+* A private `redis-server` (free port, no persistence) is started for the run so that MONITOR and command counts
+  see nothing but the system under test; PostgreSQL gets its own database `hearo_bench`, created and dropped.
+* Redis commands: MONITOR shows commands run inside Lua scripts (channels-redis `group_send`) separately; they
+  are listed apart from top-level commands. A channel-layer message is one ZADD into a channel's sorted set.
+  Cancels also send the leaving customer its CANCELLED message (one more group_send) and drop its lease and token
+  (cache); every cancel also queues a matcher pass on the Celery broker (no worker runs in these clusters).
+* `results.json` holds every raw number, including each change's latency and each scenario's error, if any.
+"""

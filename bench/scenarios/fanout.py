@@ -1,0 +1,153 @@
+"""Scenario 1: rank fan-out to N STOMP clients on 2 Daphne nodes (hub and naive designs).
+
+A change is either a customer's cancel (``POST /api/queue/cancel`` on node A,
+t0 just before sending) or a matcher burst: the first ``burst`` customers
+marked MATCHED in one transaction that publishes one queue change, made by
+the harness through ``queues.services.queue_changed`` (t0 just before the
+transaction). Latency is t0 until the last client whose rank changed holds
+its new rank; a client that never gets there within the bound is missing.
+"""
+
+import asyncio
+import random
+import time
+from contextlib import asynccontextmanager
+
+from bench import redis_count, seed
+from bench.clients import HttpConn
+from bench.room import Room, room_close, room_open_hearo
+from bench.stats import summary_ms
+
+GAP_SECONDS = 0.2
+
+
+async def cancel(room: Room, http: HttpConn, rng: random.Random, bound: float) -> dict:
+    index = rng.randrange(len(room.order))
+    token = room.tokens[room.order[index].key]
+    wave = room.remove([index])
+    t0 = time.monotonic()
+    status, _ = await http.request("POST", "/api/queue/cancel", {"Authorization": f"Bearer {token}"})
+    request_s = time.monotonic() - t0
+    result = await wave.wait(t0, bound)
+    return {"kind": "cancel", "status": status, "request_s": request_s, **result}
+
+
+async def burst(room: Room, size: int, bound: float) -> dict:
+    ids = [s.key for s in room.order[:size]]
+    wave = room.remove(list(range(len(ids))))
+    t0 = time.monotonic()
+    moved = await asyncio.to_thread(seed.burst_remove, ids)
+    request_s = time.monotonic() - t0
+    result = await wave.wait(t0, bound)
+    return {"kind": "burst", "status": 200 if moved == len(ids) else 500, "request_s": request_s, **result}
+
+
+async def changes_run(room: Room, http: HttpConn, plan: dict, rng: random.Random) -> list[dict]:
+    """Make ``plan['changes']`` changes one after another; every ``burst_every``-th is a burst."""
+    out = []
+    every = plan.get("burst_every", 0)
+    for i in range(plan["changes"]):
+        if len(room.order) <= plan["burst_size"] + 1:
+            break
+        if every and i % every == every - 1:
+            out.append(await burst(room, plan["burst_size"], plan["bound"]))
+        else:
+            out.append(await cancel(room, http, rng, plan["bound"]))
+        await asyncio.sleep(GAP_SECONDS)
+    return out
+
+
+def changes_summary(changes: list[dict]) -> dict:
+    """Latency over complete changes; missing and wrong counts over all of them."""
+
+    def of(kind: str | None) -> dict:
+        rows = [c for c in changes if kind is None or c["kind"] == kind]
+        done = [c["latency"] for c in rows if c["latency"] is not None]
+        return {
+            "changes": len(rows),
+            "complete": len(done),
+            "latency_ms": summary_ms(done),
+            "missing": sum(c["missing"] for c in rows),
+            "wrong_msgs": sum(c["wrong_msgs"] for c in rows),
+            "affected_mean": round(sum(c["affected"] for c in rows) / len(rows), 1) if rows else 0,
+            "request_ms": summary_ms([c["request_s"] for c in rows]),
+            "http_errors": sum(1 for c in rows if c["status"] != 200),
+        }
+
+    return {"all": of(None), "cancel": of("cancel"), "burst": of("burst")}
+
+
+async def redis_per_change(room: Room, http: HttpConn, ctx, bound: float) -> dict:
+    """Redis commands and channel-layer messages of one quiet cancel and one quiet burst."""
+    rng = random.Random(7)
+    results = {}
+    for kind in ("cancel", "burst"):
+
+        async def action(kind=kind):
+            if kind == "cancel":
+                results[kind + "_wave"] = await cancel(room, http, rng, bound)
+            else:
+                results[kind + "_wave"] = await burst(room, 5, bound)
+
+        results[kind] = await redis_count.per_change(ctx.redis_port, action, ctx.buckets)
+        await asyncio.sleep(GAP_SECONDS)
+    return results
+
+
+@asynccontextmanager
+async def hearo_room(cluster, n: int):
+    """Seed n customers, connect every one to the cluster; yield (room, HTTP conn to node A, seats)."""
+    await asyncio.to_thread(seed.queue_reset)
+    seats = await asyncio.to_thread(seed.customers_seed, n)
+    room, connect_s = await room_open_hearo(cluster.ports, seats)
+    room.connect_s = connect_s
+    http = await HttpConn(cluster.ports[0]).open()
+    try:
+        yield room, http, seats
+    finally:
+        http.close()
+        await room_close(room)
+
+
+async def fanout_measure(ctx, ports, room: Room, http: HttpConn, plan: dict, *, count_redis: bool = True) -> dict:
+    """Make the planned changes, audit every client, count Redis commands; return the results."""
+    n = len(room.order)
+    before = await node_fanout_seconds(ports)
+    changes = await changes_run(room, http, plan, random.Random(n))
+    await asyncio.sleep(1.0)
+    server_ms = node_fanout_mean_ms(before, await node_fanout_seconds(ports))
+    audit = room.audit(await asyncio.to_thread(seed.queue_truth))
+    result = {"n": n, "connect_s": round(room.connect_s, 1), "connect_retries": len(room.retries), "audit": audit}
+    result.update(changes_summary(changes))
+    result["node_fanout_mean_ms"] = server_ms
+    result["changes_raw"] = changes
+    if count_redis:
+        result["redis"] = await redis_per_change(room, http, ctx, plan["bound"])
+    return result
+
+
+async def node_fanout_seconds(ports: list[int]) -> list[tuple[float, float]]:
+    """Return each node's (sum, count) of hearo_fanout_seconds: broadcast in -> last push out."""
+    out = []
+    for port in ports:
+        conn = await HttpConn(port).open()
+        try:
+            conn.writer.write(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            _, text = await conn._response()
+        finally:
+            conn.close()
+        values = dict(
+            line.split(" ", 1) for line in text.decode().splitlines() if line.startswith("hearo_fanout_seconds_")
+        )
+        out.append(
+            (float(values.get("hearo_fanout_seconds_sum", 0)), float(values.get("hearo_fanout_seconds_count", 0)))
+        )
+    return out
+
+
+def node_fanout_mean_ms(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> list[float | None]:
+    """Return each node's mean server-side fan-out time (ms) between two scrapes."""
+    means = []
+    for (s0, c0), (s1, c1) in zip(before, after, strict=True):
+        means.append(round((s1 - s0) / (c1 - c0) * 1000, 1) if c1 > c0 else None)
+    return means

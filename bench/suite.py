@@ -1,0 +1,184 @@
+"""The whole suite, cluster by cluster: each design is measured in the same run as its baselines."""
+
+import asyncio
+import logging
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from bench import profile
+from bench.cluster import cluster
+from bench.context import Context, harness_mode
+from bench.scenarios import fanout, heartbeat, match, memory, polling, rabbit
+
+log = logging.getLogger("bench")
+HUB_CAPACITY = 1000  # HearO's own default (HEARO_CHANNEL_CAPACITY)
+CHANNELS_REDIS_DEFAULT = 100
+RAISED_CAPACITY = 100_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    sizes: tuple[int, ...]
+    hub_changes: dict[int, int]
+    naive_changes: dict[int, int]
+    rabbit_changes: dict[int, int]
+    memory_connections: int
+    heartbeat_n: int
+    heartbeat_rate: float
+    heartbeat_seconds: float
+    knee_rates: tuple[float, ...]
+    knee_seconds: float
+    django_rates: tuple[float, ...]
+    poll_seconds: float
+    match_samples: int
+    bursts: dict = field(default_factory=lambda: {"burst_every": 5, "burst_size": 5})
+
+
+FULL = Plan(
+    sizes=(1000, 5000),
+    hub_changes={1000: 30, 5000: 20},
+    naive_changes={1000: 8, 5000: 2},
+    rabbit_changes={1000: 20, 5000: 10},
+    memory_connections=2000,
+    heartbeat_n=5000,
+    heartbeat_rate=500,
+    heartbeat_seconds=10,
+    knee_rates=(250, 500, 1000, 2000),
+    knee_seconds=5,
+    django_rates=(100, 500),
+    poll_seconds=10,
+    match_samples=10,
+)
+QUICK = Plan(
+    sizes=(200,),
+    hub_changes={200: 10},
+    naive_changes={200: 3},
+    rabbit_changes={200: 5},
+    memory_connections=200,
+    heartbeat_n=200,
+    heartbeat_rate=500,
+    heartbeat_seconds=3,
+    knee_rates=(500, 1000),
+    knee_seconds=2,
+    django_rates=(500,),
+    poll_seconds=3,
+    match_samples=3,
+)
+
+
+def celery_queue_purge(redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.delete("celery")
+    client.close()
+
+
+class Suite:
+    def __init__(self, ctx: Context, plan: Plan) -> None:
+        self.ctx, self.plan = ctx, plan
+        self.results: dict = {}
+        self.started = time.monotonic()
+
+    async def step(self, path: tuple[str, ...], coro) -> None:
+        """Run one measurement; a failure is recorded and the suite goes on."""
+        log.info("[%5.0fs] %s", time.monotonic() - self.started, "/".join(map(str, path)))
+        node = self.results
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        try:
+            node[path[-1]] = await coro
+        except Exception as exc:
+            log.exception("%s failed", path)
+            node[path[-1]] = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:]}
+
+    def plan_for(self, changes: int, bound: float) -> dict:
+        return {"changes": changes, "bound": bound, **self.plan.bursts}
+
+    async def run(self) -> dict:
+        for phase in (self.hub, self.hub_django_heartbeat, self.naive, self.rabbit, self.matching):
+            try:
+                await phase()
+            except Exception as exc:  # a cluster that would not start: record it, go on
+                log.exception("phase %s failed", phase.__name__)
+                self.results.setdefault("phase_errors", {})[phase.__name__] = f"{type(exc).__name__}: {exc}"[:2000]
+        return self.results
+
+    # -- phases ----------------------------------------------------------------
+
+    async def hub(self) -> None:
+        harness_mode(fanout="hub", capacity=HUB_CAPACITY)
+        with cluster("hub", self.ctx.env, self.ctx.logdir) as nodes:
+            await self.step(("memory",), memory.memory_per_connection(nodes, self.plan.memory_connections))
+            for n in self.plan.sizes:
+                big = n == max(self.plan.sizes)
+                await self.fanout_step(("fanout", "hub", str(n)), nodes, n, self.plan.hub_changes[n], 10, big)
+            await self.step(("polling",), self.polling(nodes))
+            await self.step(("heartbeat", "fastpath"), self.heartbeat(nodes, fast=True))
+
+    async def fanout_step(self, path, nodes, n: int, changes: int, bound: float, profiled: bool = False) -> None:
+        async def go():
+            async with fanout.hearo_room(nodes, n) as (room, http, _):
+                result = await fanout.fanout_measure(self.ctx, nodes.ports, room, http, self.plan_for(changes, bound))
+                if profiled:
+                    result["profile_node_a"] = await self.fanout_profile(nodes, room, http)
+                return result
+
+        await self.step(path, go())
+
+    async def fanout_profile(self, nodes, room, http) -> dict:
+        """Sample node A while 8 more changes run (kept out of the latency figures above)."""
+        sampler = asyncio.create_task(profile.record(nodes.pid(0), 8))
+        await asyncio.sleep(0.5)
+        changes = await fanout.changes_run(room, http, self.plan_for(8, 10), random.Random(3))
+        return {"changes": fanout.changes_summary(changes)["all"], "profile": await sampler}
+
+    async def polling(self, nodes) -> dict:
+        async with fanout.hearo_room(nodes, self.plan.sizes[0]) as (_, __, seats):
+            return await polling.polling_at(self.ctx, nodes, seats, self.plan.poll_seconds)
+
+    async def heartbeat(self, nodes, *, fast: bool) -> dict:
+        p = self.plan
+        async with fanout.hearo_room(nodes, p.heartbeat_n) as (room, http, seats):
+            both, one = (self.ctx, nodes.ports, room, http, seats), (self.ctx, nodes.ports[:1], room, http, seats)
+            if not fast:
+                return {"runs": await heartbeat.heartbeat_runs(*both, list(p.django_rates), p.heartbeat_seconds)}
+            main = await heartbeat.under_fanout(*both, p.heartbeat_rate, p.heartbeat_seconds)
+            single = await heartbeat.under_fanout(*one, p.heartbeat_rate, p.knee_seconds)
+            knee = await heartbeat.heartbeat_runs(*both, list(p.knee_rates), p.knee_seconds)
+            sampler = asyncio.create_task(profile.record(nodes.pid(0), max(2, p.knee_seconds - 1)))
+            profiled = await heartbeat.under_fanout(*both, p.heartbeat_rate, p.knee_seconds)
+            profiled["profile_node_a"] = await sampler
+            return {"main": main, "single_node": single, "knee": knee, "profiled": profiled}
+
+    async def hub_django_heartbeat(self) -> None:
+        harness_mode(fanout="hub", capacity=HUB_CAPACITY)
+        with cluster("django-hb", self.ctx.env, self.ctx.logdir, HEARO_HEARTBEAT_FASTPATH="0") as nodes:
+            await self.step(("heartbeat", "django_view"), self.heartbeat(nodes, fast=False))
+
+    async def naive(self) -> None:
+        for label, capacity in (("naive_cap100", CHANNELS_REDIS_DEFAULT), ("naive_cap100k", RAISED_CAPACITY)):
+            harness_mode(fanout="naive", capacity=capacity)
+            extra = {"HEARO_FANOUT": "naive", "HEARO_CHANNEL_CAPACITY": str(capacity)}
+            with cluster(label, self.ctx.env, self.ctx.logdir, **extra) as nodes:
+                for n in self.plan.sizes:
+                    await self.fanout_step(("fanout", label, str(n)), nodes, n, self.plan.naive_changes[n], 10)
+        harness_mode(fanout="hub", capacity=HUB_CAPACITY)
+
+    async def rabbit(self) -> None:
+        await self.step(("rabbit", "enable"), asyncio.to_thread(rabbit.web_stomp_enable))
+        for n in self.plan.sizes:
+            await self.step(
+                ("fanout", "rabbitmq", str(n)), rabbit.rabbit_at(n, self.plan_for(self.plan.rabbit_changes[n], 10))
+            )
+
+    async def matching(self) -> None:
+        # The fan-out clusters ran no worker: drop the matcher passes their cancels queued.
+        await asyncio.to_thread(celery_queue_purge, self.ctx.redis_url)
+        for label, on_events, jitter in (("event_driven", "1", 0.5), ("beat_only", "0", 5.0)):
+            with cluster(
+                f"match-{label}", self.ctx.env, self.ctx.logdir, celery=True, HEARO_MATCH_ON_EVENTS=on_events
+            ) as nodes:
+                await self.step(("match", label), match.match_samples(nodes, self.plan.match_samples, jitter))
