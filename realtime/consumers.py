@@ -29,6 +29,9 @@ def application_close_code(code: int) -> int:
 
 class PushConsumer(AsyncConsumer):
     connection_class: type[PushConnection]
+    # Daphne (autobahn) refuses to send a WebSocket message over 1 MiB. SockJS
+    # sessions have no such limit and carry text only, so they never split.
+    max_message_bytes = 1024 * 1024
 
     # -- lifecycle ----------------------------------------------------------
 

@@ -41,8 +41,7 @@ _RESERVED = {
 }
 
 
-# Daphne's WebSocket message limit (autobahn's payload limit), and the piece size above it.
-MAX_WS_MESSAGE = 1024 * 1024
+# Pieces of a frame larger than the transport's message limit (see PushConsumer).
 CHUNK = 256 * 1024
 
 
@@ -159,7 +158,8 @@ class StompConnection(PushConnection):
     async def send(self, data: bytes) -> None:
         if not data or self.closed:
             return
-        if len(data) > MAX_WS_MESSAGE:
+        limit = getattr(self.transport, "max_message_bytes", None)
+        if limit is not None and len(data) > limit:
             # Daphne refuses to send a WebSocket message over 1 MiB; STOMP
             # clients parse a stream, so a large frame goes out in pieces.
             for start in range(0, len(data), CHUNK):

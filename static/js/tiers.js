@@ -22,13 +22,37 @@ function wsUrl(path) {
   return url.href;
 }
 
-class StompLink {
-  constructor(tier, options, handlers) {
+/** What every tier's link shares: its handlers, the first-message-is-the-snapshot rule, going down once. */
+class Link {
+  constructor(tier, options, handlers, transport) {
     this.tier = tier;
     this.options = options;
     this.handlers = handlers;
-    this.transport = tier === "stomp" ? "websocket" : "";
+    this.transport = transport;
     this.closed = false;
+    this.first = true;
+  }
+
+  // The first body after (re)subscribing is the snapshot; the rest are updates.
+  _deliver(body) {
+    if (this.first) {
+      this.first = false;
+      this.handlers.ready(body);
+    } else {
+      this.handlers.message(body);
+    }
+  }
+
+  _down(reason, fatal) {
+    if (this.closed) return;
+    this.close();
+    this.handlers.down(reason, fatal);
+  }
+}
+
+class StompLink extends Link {
+  constructor(tier, options, handlers) {
+    super(tier, options, handlers, tier === "stomp" ? "websocket" : "");
     this.socket = null;
   }
 
@@ -52,18 +76,12 @@ class StompLink {
     }
     const client = new StompJs.Client(settings);
     this.client = client;
-    let first = true;
     client.onConnect = () => {
+      this.first = true;
       if (this.socket) this.transport = this.socket.transport ?? "";
       client.subscribe(destination, (frame) => {
         if (this.closed) return;
-        const body = JSON.parse(frame.body);
-        if (first) {
-          first = false;
-          this.handlers.ready(body);
-        } else {
-          this.handlers.message(body);
-        }
+        this._deliver(JSON.parse(frame.body));
       });
     };
     // An ERROR frame is the server refusing us (bad token, ended visit):
@@ -71,12 +89,6 @@ class StompLink {
     client.onStompError = (frame) => this._down(frame.headers.message || "refused", true);
     client.onWebSocketClose = (event) => this._down(`closed ${event.code}`, false);
     client.activate();
-  }
-
-  _down(reason, fatal) {
-    if (this.closed) return;
-    this.close();
-    this.handlers.down(reason, fatal);
   }
 
   close() {
@@ -87,20 +99,15 @@ class StompLink {
   }
 }
 
-class RawLink {
+class RawLink extends Link {
   constructor(tier, options, handlers) {
-    this.tier = tier;
-    this.options = options;
-    this.handlers = handlers;
-    this.transport = "websocket";
-    this.closed = false;
+    super(tier, options, handlers, "websocket");
   }
 
   open() {
     const { config, rawAuth } = this.options;
     const ws = new WebSocket(wsUrl(config.rawUrl));
     this.ws = ws;
-    let first = true;
     this.heardAt = Date.now();
     ws.onopen = () => ws.send(JSON.stringify(rawAuth));
     ws.onmessage = (event) => {
@@ -112,12 +119,7 @@ class RawLink {
         this._down(body.error, true);
         return;
       }
-      if (first) {
-        first = false;
-        this.handlers.ready(body);
-      } else {
-        this.handlers.message(body);
-      }
+      this._deliver(body);
     };
     ws.onclose = (event) => this._down(`closed ${event.code}`, false);
     // Pings keep the socket (and the customer's lease) alive; a socket that
@@ -132,12 +134,6 @@ class RawLink {
     }, every);
   }
 
-  _down(reason, fatal) {
-    if (this.closed) return;
-    this.close();
-    this.handlers.down(reason, fatal);
-  }
-
   close() {
     if (this.closed) return;
     this.closed = true;
@@ -150,13 +146,9 @@ class RawLink {
   }
 }
 
-class PollLink {
+class PollLink extends Link {
   constructor(tier, options, handlers) {
-    this.tier = tier;
-    this.options = options;
-    this.handlers = handlers;
-    this.transport = "http";
-    this.closed = false;
+    super(tier, options, handlers, "http");
   }
 
   open() {
@@ -171,18 +163,12 @@ class PollLink {
       const bodies = [].concat(await this.options.poll());
       for (const body of bodies) {
         if (this.closed) return;
-        if (this.first) {
-          this.first = false;
-          this.handlers.ready(body);
-        } else {
-          this.handlers.message(body);
-        }
+        this._deliver(body);
       }
       this.handlers.healthy?.(true);
     } catch (error) {
       if (error?.fatal) {
-        this.close();
-        this.handlers.down(error.message, true);
+        this._down(error.message, true);
         return;
       }
       this.handlers.healthy?.(false);
