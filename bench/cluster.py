@@ -131,7 +131,8 @@ class Cluster:
 
 def _daphne(name: str, env: dict, logdir: Path) -> tuple[int, Proc]:
     port = free_port()
-    args = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "hearo.asgi:application"]
+    # -v0 as in docker-compose.yml: the proxy keeps the access log.
+    args = [str(VENV_BIN / "daphne"), "-v0", "-b", "127.0.0.1", "-p", str(port), "hearo.asgi:application"]
     return port, Proc(name, args, env, logdir)
 
 

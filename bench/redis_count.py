@@ -7,7 +7,9 @@ other. Keyless commands (MULTI, EXEC, PING…) go to the bucket of their
 connection. An idle window of equal length is subtracted (idle Daphne nodes
 poll their channels with BZPOPMIN). A channel-layer *message* is one ZADD
 into a channel's sorted set (by ``send`` or inside ``group_send``'s script);
-ZADDs into ``…$inflight`` are the receiver's at-least-once bookkeeping.
+ZADDs into ``…$inflight`` are the receiver's at-least-once bookkeeping; a
+PUBLISH on the queue broadcast channel (``{prefix}:queue-changed``) is one
+message too, which Redis pushes to every subscribed hub with no command.
 """
 
 import asyncio
@@ -68,6 +70,8 @@ def parse(text: str, buckets: Buckets) -> dict:
         key = _key(command, args) or ""
         if command == "ZADD" and bucket == "channel_layer" and ":group:" not in key and "$inflight" not in key:
             messages += 1
+        elif command == "PUBLISH" and bucket == "channel_layer":
+            messages += 1  # the queue broadcast every hub subscribes to
     return {"top_level": dict(top), "in_scripts": dict(lua), "commands": dict(commands), "messages": messages}
 
 

@@ -519,9 +519,10 @@ FANOUT_METHOD = """
 Clients: asyncio + `websockets`, STOMP frames by hand (CONNECT with `Authorization: Bearer`, `heart-beat:0,0`,
 SUBSCRIBE to the customer's own `/topic/queue-rank/{id}`), split evenly over both Daphne nodes, all in the harness
 process. Customers are seeded with the ORM (one WAITING registration each, token cache and lease as a join leaves
-them). Changes run one at a time: a **cancel** of a random customer (`POST /api/queue/cancel` on node A; t0 just
-before the request) or, every 5th change, a **matcher burst** (the first 5 customers marked MATCHED in one
-transaction that calls `queues.services.queue_changed`, made by the harness through the same channel layer; t0 just
+them). Two unmeasured warm-up cancels come first (a node's first request and first matcher trigger pay one-off
+costs in every design). Changes run one at a time: a **cancel** of a random customer (`POST /api/queue/cancel` on
+node A; t0 just before the request) or, every 5th change, a **matcher burst** (the first 5 customers marked MATCHED
+in one transaction that calls `queues.services.queue_changed`, published by the harness exactly as a node would; t0 just
 before the transaction). Latency = t0 → the last client whose rank changed *first holding its correct new rank*.
 *missing* = affected clients that never got there within the bound (10 s); *wrong (final)* = clients
 whose last rank differs from the truth after a quiet second at the end (the harness's order is also checked against

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.run            # the whole suite, about 14 minutes
     .venv/bin/python -m bench.run --quick    # a smoke run, about 2 minutes
+    .venv/bin/python -m bench.run --phases hub --out /tmp   # one phase, results kept out of bench/
 
 Everything it starts (a private redis-server, the hearo_bench PostgreSQL
 database, Daphne nodes, Celery) is its own and is stopped at the end.
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench import cluster, machine
-from bench.context import Context, server_env
+from bench.context import PHASES, Context, server_env
 
 BENCH = Path(__file__).resolve().parent
 log = logging.getLogger("bench")
@@ -42,10 +43,10 @@ def django_setup(env: dict) -> None:
     log.setLevel(logging.INFO)  # the servers' LOG_LEVEL=WARNING must not hide the harness's progress
 
 
-async def suite_run(ctx: Context, quick: bool) -> dict:
+async def suite_run(ctx: Context, quick: bool, phases: tuple[str, ...]) -> dict:
     from bench.suite import FULL, QUICK, Suite
 
-    return await Suite(ctx, QUICK if quick else FULL).run()
+    return await Suite(ctx, QUICK if quick else FULL, phases).run()
 
 
 def run(args) -> dict:
@@ -60,7 +61,7 @@ def run(args) -> dict:
             cluster.migrate(env)
             django_setup(env)
             ctx = Context(env=env, redis_url=redis_url, logdir=logdir, quick=args.quick)
-            results = asyncio.run(suite_run(ctx, args.quick))
+            results = asyncio.run(suite_run(ctx, args.quick, tuple(args.phases)))
         finally:
             cluster.database_drop()
     meta["duration_s"] = round(time.monotonic() - started)
@@ -73,6 +74,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small N and short runs (a smoke test)")
     parser.add_argument("--out", type=Path, default=BENCH, help="where results.json and RESULTS.md go")
     parser.add_argument("--command", default=" ".join(["python -m bench.run", *sys.argv[1:]]))
+    parser.add_argument(
+        "--phases", nargs="+", choices=PHASES, default=list(PHASES), help="run only these phases (for iterating)"
+    )
     parser.add_argument("--render", type=Path, help="only re-render RESULTS.md from this results JSON")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)

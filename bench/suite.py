@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from bench import profile
 from bench.cluster import cluster
-from bench.context import Context, harness_mode
+from bench.context import PHASES, Context, harness_mode
 from bench.scenarios import fanout, heartbeat, match, memory, polling, rabbit
 
 log = logging.getLogger("bench")
@@ -77,8 +77,8 @@ def celery_queue_purge(redis_url: str) -> None:
 
 
 class Suite:
-    def __init__(self, ctx: Context, plan: Plan) -> None:
-        self.ctx, self.plan = ctx, plan
+    def __init__(self, ctx: Context, plan: Plan, phases: tuple[str, ...] = PHASES) -> None:
+        self.ctx, self.plan, self.phases = ctx, plan, phases
         self.results: dict = {}
         self.started = time.monotonic()
 
@@ -98,7 +98,7 @@ class Suite:
         return {"changes": changes, "bound": bound, **self.plan.bursts}
 
     async def run(self) -> dict:
-        for phase in (self.hub, self.hub_django_heartbeat, self.naive, self.rabbit, self.matching):
+        for phase in (getattr(self, name) for name in self.phases):
             try:
                 await phase()
             except Exception as exc:  # a cluster that would not start: record it, go on

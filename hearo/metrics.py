@@ -25,10 +25,10 @@ def refresh_queue_gauges() -> None:
 
     from django.apps import apps
 
-    from queues.selectors import queue_snapshot
+    from queues.selectors import queue_order
 
-    snapshot = queue_snapshot()
-    waiting.set(len(snapshot.waiting))
+    snapshot = queue_order()
+    waiting.set(len(snapshot.ids))
     head = snapshot.head_enqueued_at
     longest_wait.set(time.time() - head.timestamp() if head else 0)
     counselor = apps.get_model("matching", "Counselor")

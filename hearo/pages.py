@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from hearo.errors import DomainError
 from matching import dashboard
 from matching.selectors import counselor_for_user, counselor_profile
-from queues.selectors import queue_snapshot
+from queues.selectors import queue_order
 from realtime.hub import queue_stats_body
 
 # SockJS transports in the order tier 2 tries them: a WebSocket first, then
@@ -168,7 +168,7 @@ class DashboardStateApi(APIView):
                 "type": "DASHBOARD",
                 "counselor": counselor_profile(counselor=counselor),
                 "openMatch": dashboard.dashboard_open_match(counselor=counselor),
-                "queue": queue_stats_body(queue_snapshot()),
+                "queue": queue_stats_body(queue_order()),
                 "history": dashboard.dashboard_history_today(counselor=counselor),
             }
         )

@@ -130,6 +130,9 @@ if REDIS_URL:
             },
         },
     }
+    # Queue changes skip the channel layer: one Redis PUBLISH per change on this
+    # pub/sub channel, which every node's rank hub subscribes to.
+    HEARO_QUEUE_BROADCAST = f"{CHANNEL_LAYERS['default']['CONFIG']['prefix']}:queue-changed"
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -140,6 +143,7 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    HEARO_QUEUE_BROADCAST = ""  # one process: queue changes ride the in-memory layer
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "hearo"}}
 
 # --- HearO tunables (seconds) ----------------------------------------------

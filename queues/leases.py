@@ -6,7 +6,7 @@ no database write. The database keeps a coarse copy (``lease_expires_at``)
 that only the matcher's sweep refreshes; see ``registration_expire_ghosts``.
 
 Values are plain ints: Django's Redis cache stores ints unpickled, so the
-async fast path (``alease_renew``) and the Django cache read the same keys.
+async fast path (``abeat``) and the Django cache read the same keys.
 """
 
 import asyncio
@@ -21,7 +21,8 @@ from django.core.cache import cache
 EPOCH_KEY = "lease:epoch"
 
 
-def _key(kind: str, ident: int | str) -> str:
+def lease_key(kind: str, ident: int | str) -> str:
+    """Return the cache key of one lease."""
     return f"lease:{kind}:{ident}"
 
 
@@ -37,18 +38,18 @@ def _expiry_ms() -> int:
 def lease_renew(kind: str, ident: int | str) -> int:
     """Renew a lease for HEARO_LEASE_SECONDS; return its expiry (epoch ms)."""
     expires = _expiry_ms()
-    cache.set(_key(kind, ident), expires, timeout=settings.HEARO_LEASE_SECONDS)
+    cache.set(lease_key(kind, ident), expires, timeout=settings.HEARO_LEASE_SECONDS)
     return expires
 
 
 def lease_drop(kind: str, ident: int | str) -> None:
     """Forget a lease (the visit ended)."""
-    cache.delete(_key(kind, ident))
+    cache.delete(lease_key(kind, ident))
 
 
 def lease_alive(kind: str, idents: Iterable[int | str]) -> set:
     """Return the subset of ids whose lease is still running (one cache round trip)."""
-    by_key = {_key(kind, ident): ident for ident in idents}
+    by_key = {lease_key(kind, ident): ident for ident in idents}
     if not by_key:
         return set()
     now = int(time.time() * 1000)
@@ -83,20 +84,34 @@ def _redis():
     return client
 
 
-async def alease_renew(kind: str, ident: int | str) -> int:
-    """Renew a lease without leaving the event loop; same key and value as ``lease_renew``."""
+# One round trip for a whole beat: the visit's token -> registration id, then its lease.
+_BEAT = """
+local id = redis.call('GET', KEYS[1])
+if not id then return false end
+redis.call('SET', ARGV[1] .. id, ARGV[2], 'EX', ARGV[3])
+return id
+"""
+_scripts: dict[asyncio.AbstractEventLoop, object] = {}
+
+
+async def abeat(token_hash: str) -> int | None:
+    """Renew the lease of the visit a cached token belongs to; return its expiry, or None on a cache miss.
+
+    With Redis this is one EVALSHA (redis-py reloads the script after a Redis
+    restart); the keys are the very ones ``lease_renew`` and the token cache use.
+    """
     client = _redis()
     if client is None:
-        return lease_renew(kind, ident)  # local memory: no I/O to wait for
+        registration_id = cache.get(token_key(token_hash))
+        return None if registration_id is None else lease_renew("registration", registration_id)
+    loop = asyncio.get_running_loop()
+    script = _scripts.get(loop)
+    if script is None:
+        script = _scripts[loop] = client.register_script(_BEAT)
     expires = _expiry_ms()
-    await client.set(cache.make_and_validate_key(_key(kind, ident)), expires, ex=settings.HEARO_LEASE_SECONDS)
-    return expires
-
-
-async def atoken_registration(token_hash: str) -> int | None:
-    """Return the registration id cached for an active visit's token, if any."""
-    client = _redis()
-    if client is None:
-        return cache.get(token_key(token_hash))
-    raw = await client.get(cache.make_and_validate_key(token_key(token_hash)))
-    return int(raw) if raw is not None else None
+    lease_prefix = cache.make_and_validate_key(lease_key("registration", ""))
+    found = await script(
+        keys=[cache.make_and_validate_key(token_key(token_hash))],
+        args=[lease_prefix, expires, settings.HEARO_LEASE_SECONDS],
+    )
+    return None if found is None else expires

@@ -78,6 +78,30 @@ def queue_snapshot() -> QueueSnapshot:
     return QueueSnapshot(version=rows[0][3] or 0, waiting=[(r[0], r[1]) for r in rows], head_enqueued_at=rows[0][2])
 
 
+@dataclass(frozen=True)
+class QueueOrder:
+    version: int
+    ids: list[int]  # waiting registration ids in rank order
+    head_enqueued_at: datetime | None = None
+
+
+def queue_order() -> QueueOrder:
+    """Return the waiting registration ids in rank order, the version and the head's enqueue time.
+
+    The rank hub's read on every queue change, so it fetches as little as it
+    can: one int per row (an index-only scan of ``registration_queue_order``)
+    with the version as a scalar subquery from the same statement snapshot.
+    The head's time, only shown as the longest wait, is a second indexed read.
+    """
+    version = QueueState.objects.filter(pk=1).values("version")[:1]
+    waiting = Registration.objects.filter(status=W).order_by("enqueued_at", "id")
+    rows = list(waiting.annotate(queue_version=Subquery(version)).values_list("id", "queue_version"))
+    if not rows:
+        return QueueOrder(version=queue_version(), ids=[])
+    head = waiting.values_list("enqueued_at", flat=True).first()
+    return QueueOrder(version=rows[0][1] or 0, ids=[r[0] for r in rows], head_enqueued_at=head)
+
+
 _stats_cache: dict[str, tuple[float, tuple[int, float | None]]] = {}
 
 

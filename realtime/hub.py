@@ -1,9 +1,11 @@
 """The rank hub: one per process, fanning each queue change out to local sockets.
 
-A queue change is ONE channel-layer message to ``events.QUEUE_GROUP``, which
-holds one channel per process, so it costs O(processes), not O(customers).
-The hub of each process reads the queue once (one query), computes every
-rank and pushes a frame only to the connected customers whose rank changed.
+A queue change is ONE Redis PUBLISH on ``settings.HEARO_QUEUE_BROADCAST``,
+which every process's hub subscribes to (without Redis: one in-memory
+channel-layer message to ``events.QUEUE_GROUP``), so it costs one command
+whatever the number of customers or nodes. The hub of each process reads the
+queue order once (one query), computes every rank and pushes a frame only to
+the connected customers whose rank changed.
 Changes that arrive while a refresh runs are coalesced into one more refresh,
 so a matcher pass that removes ten customers pushes each customer once.
 """
@@ -16,10 +18,11 @@ from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from hearo import metrics
 from queues import ranking
-from queues.selectors import QueueSnapshot, queue_snapshot, wait_stats
+from queues.selectors import QueueOrder, queue_order, wait_stats
 from realtime import events
 
 log = logging.getLogger(__name__)
@@ -29,8 +32,12 @@ Push = Callable[[dict], Awaitable[None]]
 REJOIN_SECONDS = 3600
 # Re-read now and then even without a message: a lost broadcast heals itself.
 SAFETY_REFRESH_SECONDS = 30
-# Pushes between yields to the event loop during one refresh.
-YIELD_EVERY = 100
+# The longest the hub holds the event loop during one refresh. A heartbeat or a
+# client frame that arrives meanwhile needs several loop turns to be answered,
+# each waiting out one slice, so slices are kept short (a push costs ~0.1 ms).
+SLICE_SECONDS = 0.002
+# How long the pub/sub connection may sit idle before it is pinged.
+HEALTH_CHECK_SECONDS = 15
 
 
 @dataclass(eq=False)
@@ -44,8 +51,8 @@ class Watcher:
     last_stats: tuple | None = field(default=None)
 
 
-def _read() -> tuple[QueueSnapshot, tuple[int, float | None]]:
-    return queue_snapshot(), wait_stats()
+def _read() -> tuple[QueueOrder, tuple[int, float | None]]:
+    return queue_order(), wait_stats()
 
 
 class RankHub:
@@ -60,12 +67,13 @@ class RankHub:
         self.channel: str | None = None
 
     async def start(self) -> None:
-        # The default prefix on purpose: channels-redis pops every process-local
-        # channel from one Redis list per prefix, so a custom prefix would
-        # starve whichever receiver does not hold the receive lock.
-        self.channel = await self.layer.new_channel()
-        await self.layer.group_add(events.QUEUE_GROUP, self.channel)
-        for coro in (self._receive(), self._refresh_loop(), self._keepalive()):
+        if settings.HEARO_QUEUE_BROADCAST:
+            loops = [self._listen(settings.HEARO_QUEUE_BROADCAST)]
+        else:
+            self.channel = await self.layer.new_channel()
+            await self.layer.group_add(events.QUEUE_GROUP, self.channel)
+            loops = [self._receive(), self._keepalive()]
+        for coro in (*loops, self._refresh_loop()):
             self._tasks.append(asyncio.create_task(coro))
 
     async def stop(self) -> None:
@@ -93,6 +101,41 @@ class RankHub:
 
     # -- the loop -------------------------------------------------------------
 
+    def _changed(self) -> None:
+        if not self._dirty.is_set():
+            self._changed_at = time.monotonic()
+        self._dirty.set()
+
+    async def _listen(self, channel: str) -> None:
+        """Follow the Redis pub/sub broadcast; after any loss, subscribe again and re-read."""
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=HEALTH_CHECK_SECONDS
+        )
+        try:
+            await self._follow(client, channel)
+        finally:
+            await client.aclose()
+
+    async def _follow(self, client, channel: str) -> None:
+        while True:
+            try:
+                async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(channel)
+                    # Changes published while we were not subscribed are lost: re-read.
+                    self._dirty.set()
+                    while True:
+                        # A timeout, not listen(): get_message pings an idle
+                        # connection, so a silently dead socket is noticed.
+                        if await pubsub.get_message(timeout=HEALTH_CHECK_SECONDS) is not None:
+                            self._changed()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("rank hub lost its Redis subscription; subscribing again")
+                await asyncio.sleep(1)
+
     async def _receive(self) -> None:
         while True:
             try:
@@ -100,15 +143,11 @@ class RankHub:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # Redis went away: once it is back, its group memberships may be
-                # gone with it, so join again and re-read (messages were lost).
                 log.warning("rank hub lost the channel layer; rejoining")
                 await asyncio.sleep(1)
                 await self._rejoin()
                 continue
-            if not self._dirty.is_set():
-                self._changed_at = time.monotonic()
-            self._dirty.set()
+            self._changed()
 
     async def _rejoin(self) -> None:
         try:
@@ -156,10 +195,11 @@ class RankHub:
         watcher.last_stats = (body["waiting"], snapshot.head_enqueued_at)
         await self._safe_push(watcher, body)
 
-    async def _push_ranks(self, snapshot: QueueSnapshot, stats: tuple[int, float | None]) -> int:
+    async def _push_ranks(self, snapshot: QueueOrder, stats: tuple[int, float | None]) -> int:
         on_shift, average = stats
         pushes = 0
-        ranks = {reg_id: rank for rank, (reg_id, _) in enumerate(snapshot.waiting, start=1)}
+        slice_ends = time.monotonic() + SLICE_SECONDS
+        ranks = {reg_id: rank for rank, reg_id in enumerate(snapshot.ids, start=1)}
         for reg_id, watchers in list(self.customers.items()):
             rank = ranks.get(reg_id)
             for watcher in list(watchers):
@@ -178,13 +218,14 @@ class RankHub:
                 )
                 watcher.last_rank = rank
                 pushes += await self._safe_push(watcher, body)
-                if pushes % YIELD_EVERY == 0:
+                if time.monotonic() > slice_ends:
                     # Let heartbeats and other sockets in: a refresh for
                     # thousands of customers must not hold the loop whole.
                     await asyncio.sleep(0)
+                    slice_ends = time.monotonic() + SLICE_SECONDS
         return pushes
 
-    async def _push_queue_stats(self, snapshot: QueueSnapshot) -> int:
+    async def _push_queue_stats(self, snapshot: QueueOrder) -> int:
         body = queue_stats_body(snapshot)
         key = (body["waiting"], snapshot.head_enqueued_at)
         pushes = 0
@@ -203,14 +244,14 @@ class RankHub:
             return 0
 
 
-def queue_stats_body(snapshot: QueueSnapshot) -> dict:
+def queue_stats_body(snapshot: QueueOrder) -> dict:
     """Return the dashboard's live queue summary."""
     longest = None
     if snapshot.head_enqueued_at is not None:
         longest = max(0, int(time.time() - snapshot.head_enqueued_at.timestamp()))
     return {
         "type": "QUEUE",
-        "waiting": len(snapshot.waiting),
+        "waiting": len(snapshot.ids),
         "longestWaitSeconds": longest,
         "version": snapshot.version,
         "timestamp": events.epoch_ms(),

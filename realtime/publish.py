@@ -1,13 +1,16 @@
 """The one bridge from synchronous code to the channel layer (STYLE habit 4).
 
 Services call these helpers inside their transaction; nothing is sent until
-the transaction commits, and nothing at all if it rolls back. Only this
-module calls ``group_send`` from sync code, so the known trap of
+the transaction commits, and nothing at all if it rolls back. Queue changes
+go out as one Redis PUBLISH that every node's rank hub subscribes to (with
+Redis configured); everything else is a channel-layer group message. Only this
+module calls ``group_send`` (or PUBLISH) from sync code, so the known trap of
 ``async_to_sync(group_send)`` in Celery workers ("Event loop is closed")
 has one place to be handled: channels-redis keeps one pool per event loop
 and closes it with the loop, so each call here is self-contained.
 """
 
+import json
 import logging
 from functools import partial
 
@@ -21,11 +24,28 @@ from realtime import events
 log = logging.getLogger(__name__)
 
 
+_redis_client = None
+
+
+def _redis():
+    """Return the process's synchronous Redis client (redis-py pools are fork-safe)."""
+    global _redis_client
+    if _redis_client is None:
+        import redis
+
+        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return _redis_client
+
+
 def deliver(group: str, message: dict) -> None:
     """Send one message to a channel-layer group now. Never raises."""
-    layer = get_channel_layer()
     try:
-        async_to_sync(layer.group_send)(group, message)
+        if group == events.QUEUE_GROUP and settings.HEARO_QUEUE_BROADCAST:
+            # One PUBLISH reaches every node's hub: no per-receiver channel,
+            # no expiry bookkeeping, whatever the number of nodes or customers.
+            _redis().publish(settings.HEARO_QUEUE_BROADCAST, json.dumps(message))
+        else:
+            async_to_sync(get_channel_layer().group_send)(group, message)
     except Exception:
         # A publish that fails must not undo a committed state change; the
         # client re-syncs from its snapshot on reconnect and the poller.

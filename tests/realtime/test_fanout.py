@@ -50,7 +50,7 @@ def queries_for_a_hub_read(n: int) -> int:
     wait_stats_forget()  # measure the uncached worst case both times
     with CaptureQueriesContext(connection) as captured:
         snapshot, _ = _read()
-    assert len(snapshot.waiting) >= n
+    assert len(snapshot.ids) >= n
     return len(captured)
 
 
@@ -98,3 +98,59 @@ async def test_a_hub_pushes_each_customer_once_and_only_when_its_rank_changed():
     assert pushed[registrations[3].id][0]["rank"] == 3
     assert pushed[registrations[10].id][0]["rank"] == 9
     assert await hub.refresh() == 0  # nothing changed: nothing pushed
+
+
+def redis_commands_during(action, prefixes: tuple[str, ...]) -> list[list[str]]:
+    """Run action under Redis MONITOR; return the commands that touched our prefixes."""
+    import threading
+
+    import redis
+    from django.conf import settings
+
+    stop = "fanout-test-monitor-stop"
+    seen: list[list[str]] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with redis.Redis.from_url(settings.REDIS_URL).monitor() as monitor:
+            ready.set()
+            for entry in monitor.listen():
+                if stop in entry["command"]:
+                    return
+                if any(p in entry["command"] for p in prefixes):
+                    seen.append(entry["command"].split())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    ready.wait(5)
+    action()
+    redis.Redis.from_url(settings.REDIS_URL).echo(stop)
+    watcher.join(10)
+    return seen
+
+
+def commands_for_a_matcher_burst(n: int, prefixes: tuple[str, ...]) -> list[list[str]]:
+    """Take the head five out of a queue of n in one transaction, as a matcher pass does."""
+    from django.db import transaction
+
+    registrations = fill_queue(n)
+    head = [r.id for r in registrations[:5]]
+
+    def burst() -> None:
+        with transaction.atomic():
+            Registration.objects.filter(id__in=head).update(status=Registration.Status.MATCHED)
+            services.queue_changed(reason="test burst")
+
+    return redis_commands_during(burst, prefixes)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queue_change_is_one_redis_publish_whatever_the_queue_length(redis_url, settings):
+    layer = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    prefixes = (layer, settings.CACHES["default"]["KEY_PREFIX"] + ":")
+    small = commands_for_a_matcher_burst(10, prefixes)
+    Registration.objects.all().delete()
+    large = commands_for_a_matcher_burst(1000, prefixes)
+    publish = ["PUBLISH", settings.HEARO_QUEUE_BROADCAST]
+    # Nothing else: no group bookkeeping, no per-receiver channel, no per-customer message.
+    assert [c[:2] for c in small] == [c[:2] for c in large] == [publish]
