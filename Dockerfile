@@ -6,4 +6,4 @@ RUN pip install --no-cache-dir -r requirements.txt && npm ci --no-audit --no-fun
 COPY . .
 RUN python manage.py collectstatic --noinput
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "hearo.asgi:application"]
+CMD ["daphne", "-v0", "-b", "0.0.0.0", "-p", "8000", "hearo.asgi:application"]

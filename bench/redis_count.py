@@ -1,11 +1,11 @@
 """Count the Redis commands one queue change costs, with MONITOR on the private Redis.
 
 MONITOR shows every command, including those a Lua script runs (client
-``lua``), with its key, so each can be put in a bucket: channel layer
-(keys under the channel prefix), cache (leases, tokens), Celery broker, or
-other. Keyless commands (MULTI, EXEC, PING…) go to the bucket of their
-connection. An idle window of equal length is subtracted (idle Daphne nodes
-poll their channels with BZPOPMIN). A channel-layer *message* is one ZADD
+``lua``), with its key, so each can be put in a bucket: the queue broadcast
+(HearO's pub/sub channel), channel layer (other keys under the channel
+prefix), cache (leases, tokens), Celery broker, or other. Keyless commands
+(MULTI, EXEC, PING…) go to the bucket of their connection. An idle window of
+equal length is subtracted (idle Daphne nodes poll their channels with BZPOPMIN). A channel-layer *message* is one ZADD
 into a channel's sorted set (by ``send`` or inside ``group_send``'s script);
 ZADDs into ``…$inflight`` are the receiver's at-least-once bookkeeping; a
 PUBLISH on the queue broadcast channel (``{prefix}:queue-changed``) is one
@@ -32,6 +32,8 @@ class Buckets:
     def of_key(self, key: str | None) -> str | None:
         if key is None:
             return None
+        if key == f"{self.channel_prefix}:queue-changed":
+            return "broadcast"  # HearO's queue broadcast (settings.HEARO_QUEUE_BROADCAST)
         if key.startswith(self.channel_prefix):
             return "channel_layer"
         if key.startswith(self.cache_prefix + ":"):
@@ -70,7 +72,7 @@ def parse(text: str, buckets: Buckets) -> dict:
         key = _key(command, args) or ""
         if command == "ZADD" and bucket == "channel_layer" and ":group:" not in key and "$inflight" not in key:
             messages += 1
-        elif command == "PUBLISH" and bucket == "channel_layer":
+        elif command == "PUBLISH" and bucket == "broadcast":
             messages += 1  # the queue broadcast every hub subscribes to
     return {"top_level": dict(top), "in_scripts": dict(lua), "commands": dict(commands), "messages": messages}
 
