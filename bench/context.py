@@ -38,6 +38,9 @@ def server_env(redis_url: str, database_url: str) -> dict:
             # The match scenario joins a customer per sample from one IP.
             "HEARO_JOIN_RATE": "100000/m",
             "LOG_LEVEL": "WARNING",
+            # The connection-cap slots are refreshed every third of this: rarely
+            # enough to stay out of the 2 s windows in which Redis commands are counted.
+            "HEARO_CONNECTION_SLOT_SECONDS": "900",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -42,10 +42,16 @@ def _check_channel_layer() -> None:
 
 
 def _check_matcher() -> None:
+    """The periodic pass ran lately: the beat's, or the in-process loop's.
+
+    Event-driven passes do not count: they keep matching while the beat is
+    dead, and then nothing expires ghosts or undoes missed hand-offs when the
+    queue is quiet.
+    """
     stamp = cache.get(MATCHER_STAMP_KEY)
     limit = 3 * settings.HEARO_MATCH_INTERVAL_SECONDS
     if stamp is None or time.time() - stamp > limit:
-        raise RuntimeError(f"no matcher pass in the last {limit} s (is the beat running?)")
+        raise RuntimeError(f"no periodic matcher pass in the last {limit} s (is the beat running?)")
 
 
 CHECKS = {

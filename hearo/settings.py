@@ -6,6 +6,7 @@ matcher in-process. ``DATABASE_URL`` switches to PostgreSQL; ``REDIS_URL``
 switches to channels-redis, Redis-backed leases and a Celery broker.
 """
 
+import logging
 from pathlib import Path
 
 import environ
@@ -189,11 +190,14 @@ LIVEKIT_TOKEN_TTL_SECONDS = env_int("LIVEKIT_TOKEN_TTL_SECONDS", 600)
 
 # --- Abuse limits --------------------------------------------------------------
 # Joins per client IP (django-ratelimit syntax), frames a connection may send per
-# second (a burst of twice that is allowed), live connections per customer on one
-# node, and subscriptions per STOMP connection.
+# second (a burst of twice that is allowed), live connections per customer (across
+# every node with Redis, on this process without), and subscriptions per STOMP
+# connection. A node that dies without closing its sockets stops counting against
+# the cap HEARO_CONNECTION_SLOT_SECONDS after it last vouched for them.
 HEARO_JOIN_RATE = env.str("HEARO_JOIN_RATE", default="30/m")
 HEARO_FRAMES_PER_SECOND = env_int("HEARO_FRAMES_PER_SECOND", 50)
 HEARO_MAX_CONNECTIONS_PER_CUSTOMER = env_int("HEARO_MAX_CONNECTIONS_PER_CUSTOMER", 5)
+HEARO_CONNECTION_SLOT_SECONDS = env_int("HEARO_CONNECTION_SLOT_SECONDS", 60, minimum=3)
 HEARO_MAX_SUBSCRIPTIONS = env_int("HEARO_MAX_SUBSCRIPTIONS", 10)
 
 # --- Celery (only used with REDIS_URL) --------------------------------------
@@ -215,6 +219,8 @@ CELERY_BEAT_SCHEDULE = {
         # Shorter than the interval: a run the worker could not start in time
         # is dropped, not piled up behind the next one.
         "options": {"expires": HEARO_MATCH_INTERVAL_SECONDS * 0.8},
+        # Only the beat's passes stamp readiness (event-driven ones run without a beat).
+        "kwargs": {"scheduled": True},
     },
 }
 # --- end of the matching block ----------------------------------------------
@@ -270,13 +276,40 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# --- Logs --------------------------------------------------------------------
+# "plain" text lines for a terminal, or "json": one object a line (timestamp,
+# level, logger, message and the event's ids: registration_id, customer_id,
+# match_id, counselor_id, event) for a log pipeline. JSON in production.
+HEARO_LOG_FORMAT = env.str("HEARO_LOG_FORMAT", default="json" if PRODUCTION else "plain").strip().lower()
+if HEARO_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"HEARO_LOG_FORMAT must be 'plain' or 'json', got {HEARO_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # One handler for everything, behind the filter that scrubs bearer tokens,
+    # JWTs and the configured secrets (hearo/logs.py).
+    "filters": {"redact": {"()": "hearo.logs.RedactSecrets"}},
+    "formatters": {
+        "plain": {"()": "hearo.logs.PlainFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": True,  # ISO 8601, UTC
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": HEARO_LOG_FORMAT, "filters": ["redact"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django's own handlers (a DEBUG-only console, mail_admins) would print
+    # django.* records a second time, unfiltered; they reach the root's instead.
+    "loggers": {"django": {"handlers": [], "level": "INFO"}},
 }
+# Celery workers keep this configuration instead of installing their own root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Python warnings become records of "py.warnings", so they come out in the same format.
+logging.captureWarnings(True)
 
 # --- Production hardening ----------------------------------------------------
 if PRODUCTION:

@@ -4,16 +4,21 @@ Every service here locks the match first (see the lock order in
 ``services.py``) and publishes on commit.
 """
 
+import logging
+
 from django.db import transaction
 from django.utils import timezone
 
 from hearo.errors import Conflict, Forbidden
+from hearo.logs import event_on_commit
 from matching.models import Counselor, Match
 from matching.selectors import match_open_by_room, match_side_by_identity
 from matching.services import counselor_lock, counselor_status_change, match_end, match_record
 from queues.models import Registration
 from queues.services import registration_cancel, registration_leave, registration_record
 from realtime import events, publish
+
+log = logging.getLogger(__name__)
 
 C = Counselor.Status
 S = Registration.Status
@@ -42,6 +47,17 @@ def match_joined(*, match_id: int, side: str, actor: str) -> Match:
         setattr(match, field, timezone.now())
         match.save(update_fields=[field])
         match_record(match=match, what=f"{side}_joined", actor=actor)
+        event_on_commit(
+            log,
+            f"match joined by the {side}",
+            event="match.joined",
+            match_id=match.id,
+            registration_id=match.registration_id,
+            customer_id=match.registration.customer.customer_id,
+            counselor_id=match.counselor.counselor_id,
+            side=side,
+            actor=actor,
+        )
     if match.customer_joined_at and match.counselor_joined_at:
         _call_start(match)
     return match
@@ -56,6 +72,15 @@ def _call_start(match: Match) -> None:
     registration.status = S.IN_CALL
     registration_record(registration=registration, from_status=S.MATCHED, actor="matcher", reason="both_joined")
     customer = registration.customer
+    event_on_commit(
+        log,
+        "call started",
+        event="match.in_call",
+        match_id=match.id,
+        registration_id=registration.id,
+        customer_id=customer.customer_id,
+        counselor_id=match.counselor.counselor_id,
+    )
     body = events.in_call(
         customer_id=customer.customer_id,
         registration_id=registration.id,

@@ -71,7 +71,8 @@ async def run_forever(interval: float) -> None:
     if _matcher.wake is None or _matcher.loop is not asyncio.get_running_loop():
         _matcher.loop, _matcher.wake = asyncio.get_running_loop(), asyncio.Event()
     wake = _matcher.wake
-    run_pass = database_sync_to_async(services.match_pass)
+    # This loop is the schedule: any pass it runs shows it alive, so each stamps readiness.
+    run_pass = database_sync_to_async(services.match_pass_periodic)
     while True:
         try:
             await asyncio.wait_for(wake.wait(), timeout=interval)

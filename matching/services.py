@@ -8,7 +8,7 @@ each other in a circle.
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from hearo import metrics
 from hearo.errors import Conflict
+from hearo.logs import event_on_commit
 from matching import pairing, triggers
 from matching.models import Counselor, CounselorEvent, Match, MatchEvent
 from queues import leases
@@ -72,6 +73,16 @@ def counselor_status_change(*, counselor: Counselor, status: str, actor: str, re
     counselor_record(counselor=counselor, from_status=was, actor=actor, reason=reason)
     publish.to_counselor(
         counselor.counselor_id, events.counselor_status(counselor_id=counselor.counselor_id, status=status)
+    )
+    event_on_commit(
+        log,
+        "counselor status changed",
+        event="counselor.status",
+        counselor_id=counselor.counselor_id,
+        from_status=was,
+        status=status,
+        actor=actor,
+        reason=reason,
     )
     transaction.on_commit(wait_stats_forget)
     if status == C.AVAILABLE:
@@ -159,6 +170,16 @@ def match_end(*, match: Match, reason: str, actor: str) -> bool:
     match_record(match=match, what=f"ended: {reason}", actor=actor)
     body = events.match_ended(match_id=match.id, room_name=match.room_name, reason=reason)
     publish.to_counselor(match.counselor.counselor_id, body)
+    event_on_commit(
+        log,
+        f"match ended: {reason}",
+        event="match.ended",
+        match_id=match.id,
+        registration_id=match.registration_id,
+        counselor_id=match.counselor.counselor_id,
+        reason=reason,
+        actor=actor,
+    )
     return True
 
 
@@ -172,6 +193,16 @@ def registration_requeue(*, registration: Registration, actor: str, reason: str)
         return False
     registration.status, registration.matched_at, registration.in_call_at = S.WAITING, None, None
     registration_record(registration=registration, from_status=was, actor=actor, reason=reason)
+    event_on_commit(
+        log,
+        "registration requeued",
+        event="registration.requeued",
+        registration_id=registration.id,
+        customer_id=registration.customer.customer_id,
+        from_status=was,
+        reason=reason,
+        actor=actor,
+    )
     return True
 
 
@@ -211,6 +242,8 @@ class MatchPassResult:
     matched: list[int] = field(default_factory=list)  # match ids
 
 
+# When the periodic pass (the beat's, or the in-process loop's) last ran; /readyz
+# reads it. Event-driven passes leave it alone: they go on while the beat is dead.
 MATCHER_STAMP_KEY = "matcher:last_pass"
 
 
@@ -228,7 +261,13 @@ def match_pass(*, now: datetime | None = None) -> MatchPassResult:
     result = _match_pass_commit(now=now, leases_intact=intact)
     result.expired = len(expired)
     metrics.matches.inc(len(result.matched))
-    # /readyz reports the matcher (and so the beat) stale when this gets old.
+    log.debug("matcher pass", extra={"event": "matcher.pass", **asdict(result)})
+    return result
+
+
+def match_pass_periodic() -> MatchPassResult:
+    """Run the periodic safety-net pass and stamp readiness with its time."""
+    result = match_pass()
     cache.set(MATCHER_STAMP_KEY, time.time(), timeout=None)
     return result
 
@@ -271,6 +310,7 @@ def _counselor_leases_refresh(now: datetime) -> list[Registration]:
     after that sweeps as usual.
     """
     Counselor.objects.filter(status__in=ON_LEASE).update(lease_expires_at=_lease_db_copy(now))
+    log.warning("lease cache lost every lease; no counselor sent offline, every on-shift lease renewed")
     return []
 
 
@@ -343,8 +383,27 @@ def _match_create(*, registration: Registration, counselor: Counselor, now: date
     except (IntegrityError, _AlreadyMoved):
         # One open match per counselor and per registration: a writer we did
         # not see got there first. Log it; the pass goes on with the others.
-        log.warning("refused to pair registration %s with counselor %s", registration.id, counselor.id)
+        log.warning(
+            "refused to pair registration %s with counselor %s",
+            registration.id,
+            counselor.counselor_id,
+            extra={
+                "event": "match.refused",
+                "registration_id": registration.id,
+                "counselor_id": counselor.counselor_id,
+            },
+        )
         return None
+    event_on_commit(
+        log,
+        "match made",
+        event="match.made",
+        match_id=match.id,
+        registration_id=registration.id,
+        customer_id=registration.customer.customer_id,
+        counselor_id=counselor.counselor_id,
+        waited_seconds=round((now - registration.enqueued_at).total_seconds(), 3),
+    )
     return match
 
 

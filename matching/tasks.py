@@ -1,4 +1,4 @@
-"""Celery tasks of the matcher: stable names, no arguments (STYLE habit 11)."""
+"""Celery tasks of the matcher: stable names, plain arguments (STYLE habit 11)."""
 
 from celery import shared_task
 
@@ -6,6 +6,13 @@ from matching import services
 
 
 @shared_task(name="matching.match_pass", ignore_result=True)
-def match_pass_task() -> None:
-    """Run one matcher pass (from the beat, or triggered by an event)."""
-    services.match_pass()
+def match_pass_task(scheduled: bool = False) -> None:
+    """Run one matcher pass: the beat's (``scheduled=True``), or one an event triggered.
+
+    Only the beat's stamps readiness, so /readyz notices a dead beat even
+    while event-driven passes keep matching.
+    """
+    if scheduled:
+        services.match_pass_periodic()
+    else:
+        services.match_pass()

@@ -4,6 +4,7 @@ Every change someone must hear about happens in a durable transaction and
 is published on commit through ``realtime.publish``.
 """
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,10 +16,13 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from hearo.errors import Conflict
+from hearo.logs import event_on_commit
 from queues import leases, signals
 from queues.models import Customer, QueueState, Registration, RegistrationEvent
 from queues.selectors import registration_by_token, token_hash
 from realtime import events, publish
+
+log = logging.getLogger(__name__)
 
 S = Registration.Status
 # How long the fast heartbeat path may trust a cached token -> registration mapping
@@ -103,6 +107,14 @@ def registration_join(*, display_name: str = "", token: str | None = None) -> Jo
     leases.lease_renew("registration", registration.id)
     cache.set(leases.token_key(registration.token_hash), registration.id, timeout=TOKEN_CACHE_SECONDS)
     queue_changed(reason="joined")
+    event_on_commit(
+        log,
+        "registration joined",
+        event="registration.joined",
+        registration_id=registration.id,
+        customer_id=customer.customer_id,
+        returning=previous is not None,
+    )
     return JoinResult(registration=registration, token=raw, created=True)
 
 
@@ -115,7 +127,16 @@ def registration_heartbeat(*, registration: Registration) -> datetime:
     if not registration.is_active:
         raise Conflict(f"registration is {registration.status}", code="not_active")
     expires = leases.lease_renew("registration", registration.id)
-    cache.set(leases.token_key(registration.token_hash), registration.id, timeout=TOKEN_CACHE_SECONDS)
+    token = leases.token_key(registration.token_hash)
+    cache.set(token, registration.id, timeout=TOKEN_CACHE_SECONDS)
+    # A leave that committed after our read deleted the mapping before this set
+    # put it back, and the fast path would take the revoked token for a live one
+    # for an hour. Look again after the set: a leave committing later deletes it.
+    status = Registration.objects.filter(pk=registration.pk).values_list("status", flat=True).first()
+    if status not in Registration.ACTIVE:
+        cache.delete(token)
+        leases.lease_drop("registration", registration.id)
+        raise Conflict(f"registration is {status}", code="not_active")
     return datetime.fromtimestamp(expires / 1000, tz=UTC)
 
 
@@ -138,13 +159,24 @@ def registration_leave(
         return False
     registration.status, registration.ended_at, registration.left_reason = status, now, reason
     registration_record(registration=registration, from_status=was, actor=actor, reason=reason)
-    leases.lease_drop("registration", registration.id)
-    token = leases.token_key(registration.token_hash)
-    transaction.on_commit(lambda: cache.delete(token))  # the fast heartbeat path must see it end
+    # After commit, in one command: a rollback must leave the visit its lease,
+    # and the fast heartbeat path must see the visit end.
+    ended = [leases.lease_key("registration", registration.id), leases.token_key(registration.token_hash)]
+    transaction.on_commit(lambda: cache.delete_many(ended))
     customer_id = registration.customer.customer_id
     publish.to_customer(
         customer_id,
         events.terminal(customer_id=customer_id, registration_id=registration.id, status=status, reason=reason),
+    )
+    event_on_commit(
+        log,
+        f"registration {status.lower()}",
+        event=f"registration.{status.lower()}",
+        registration_id=registration.id,
+        customer_id=customer_id,
+        from_status=was,
+        reason=reason,
+        actor=actor,
     )
     if was == S.WAITING and announce:
         queue_changed(reason=reason)
@@ -181,6 +213,7 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
     if not leases.leases_intact():
         Registration.objects.filter(status=S.WAITING).update(lease_expires_at=_lease_db_copy(now))
         leases.leases_mark_intact()
+        log.warning("lease cache lost every lease; nobody expired, every waiting lease renewed")
         return []
     candidates = list(candidates)
     alive = leases.lease_alive("registration", [r.id for r in candidates])

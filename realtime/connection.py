@@ -21,6 +21,7 @@ from queues.selectors import registration_by_id_state
 from queues.services import registration_touch
 from realtime import events
 from realtime.auth import Credentials, authenticate
+from realtime.connection_cap import Slot, slot_acquire, slot_release
 from realtime.destinations import Principal, Topic
 from realtime.hub import Watcher, get_hub
 
@@ -64,18 +65,6 @@ class FrameBudget:
         return True
 
 
-# Live connections per customer on this node (a cap against one token opening hundreds).
-_per_customer: dict[str, int] = {}
-
-
-def _forget_customer_connection(customer_id: str) -> None:
-    left = _per_customer.get(customer_id, 1) - 1
-    if left > 0:
-        _per_customer[customer_id] = left
-    else:
-        _per_customer.pop(customer_id, None)
-
-
 class PushConnection:
     def __init__(self, transport: Transport, channel_name: str, scope: dict) -> None:
         self.transport = transport
@@ -91,6 +80,7 @@ class PushConnection:
         self._touched = 0.0
         self.closed = False
         self.budget = FrameBudget()
+        self.slot: Slot | None = None  # the customer's connection slot while it is held
         self.tier = getattr(transport, "tier", "stomp")
 
     # -- auth and topics ------------------------------------------------------
@@ -99,11 +89,15 @@ class PushConnection:
         try:
             principal = await database_sync_to_async(authenticate)(credentials)
         except DomainError as exc:
+            log.warning("websocket authentication refused: %s", exc.detail, extra=self.log_fields("ws.auth_refused"))
             raise ClientError("authentication failed", exc.detail) from None
         if principal.kind == "customer":
-            if _per_customer.get(principal.ident, 0) >= settings.HEARO_MAX_CONNECTIONS_PER_CUSTOMER:
+            # Counted across the cluster with Redis: a customer cannot spread sockets over nodes.
+            self.slot = await slot_acquire(principal.ident)
+            if self.slot is None:
+                fields = self.log_fields("ws.too_many_connections")
+                log.warning("too many connections for one customer", extra={**fields, "customer_id": principal.ident})
                 raise ClientError("too many connections", "close another tab or window first")
-            _per_customer[principal.ident] = _per_customer.get(principal.ident, 0) + 1
         self.principal = principal
         metrics.connections.labels(tier=self.tier).inc()
         self._touched = time.monotonic()
@@ -113,7 +107,20 @@ class PushConnection:
         """Refuse a client that floods: ERROR and close, other connections untouched."""
         if not self.budget.spend():
             metrics.frames_refused.labels(reason="rate").inc()
+            log.warning("frame rate exceeded; closing the connection", extra=self.log_fields("ws.rate_limited"))
             raise ClientError("rate limit exceeded", f"at most {self.budget.rate} frames per second")
+
+    def log_fields(self, event: str) -> dict:
+        """Return the extras a log line about this connection carries (never its credentials)."""
+        fields = {"event": event, "tier": self.tier, "path": self.scope.get("path", "")}
+        client = self.scope.get("client")
+        if client:
+            fields["client"] = client[0]
+        if self.principal is not None and self.principal.kind == "customer":
+            fields.update(customer_id=self.principal.ident, registration_id=self.principal.registration_id)
+        elif self.principal is not None and self.principal.kind == "counselor":
+            fields["counselor_id"] = self.principal.ident
+        return fields
 
     async def attach(self, topic: Topic) -> None:
         """Join the topic's group and the hub, then send its snapshot.
@@ -184,9 +191,10 @@ class PushConnection:
         self.closed = True
         if self.principal is not None:
             metrics.connections.labels(tier=self.tier).dec()
-            if self.principal.kind == "customer":
-                _forget_customer_connection(self.principal.ident)
             self.principal = None
+        if self.slot is not None:
+            slot, self.slot = self.slot, None
+            await slot_release(slot)
         if self.watchers:
             hub = await get_hub()
             for watcher in self.watchers.values():
@@ -216,6 +224,10 @@ class PushConnection:
         """Handle a message addressed to this connection's groups."""
         kind = message["type"]
         if kind == "customer.event":
+            if self.principal is None or message["body"].get("registrationId") != self.principal.registration_id:
+                # The customer's group also carries its later visits; a socket
+                # opened with this visit's (now revoked) token hears only this one.
+                return
             topic = Topic("rank", message["body"].get("customerId", ""))
             self.left_queue = message["body"].get("status") != "WAITING"
         elif kind == "counselor.event":

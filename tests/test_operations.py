@@ -86,9 +86,13 @@ def test_production_refuses_to_start_with_a_development_secret(variable, value):
     assert variable in result.stderr
 
 
-def test_every_matcher_pass_stamps_readiness(client):
+def test_only_the_periodic_pass_stamps_readiness(client, settings):
     from matching.services import match_pass
+    from matching.tasks import match_pass_task
 
     cache.delete(MATCHER_STAMP_KEY)
-    match_pass()
+    match_pass()  # what an event triggers: it runs whether or not the beat is alive
+    assert client.get("/readyz").json()["checks"]["matcher"].startswith("failing")
+    beat_entry = settings.CELERY_BEAT_SCHEDULE["matching.match_pass"]
+    match_pass_task.apply(kwargs=beat_entry["kwargs"])  # the beat's run, as a worker takes it
     assert client.get("/readyz").json()["checks"]["matcher"] == "ok"

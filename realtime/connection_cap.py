@@ -1,0 +1,157 @@
+"""The per-customer connection cap, per process or across the cluster.
+
+One customer token could open hundreds of sockets; at most
+HEARO_MAX_CONNECTIONS_PER_CUSTOMER are let in. Without Redis (the embedded
+default: one process) the count is a dict in this process. With Redis every
+node shares it: one sorted set per customer, one member per connection,
+scored with the time its node last vouched for the socket. Each node
+refreshes the members of the sockets it still holds every third of
+HEARO_CONNECTION_SLOT_SECONDS, so the members of a node that died without
+releasing them (SIGKILL) stop counting once they are that old: the next
+acquire prunes them, and the whole set expires if nobody comes back.
+"""
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+# Sockets whose slots are refreshed in one pipeline.
+REFRESH_BATCH = 200
+
+# Prune, count and add in one step on the server: two nodes never both take the last slot.
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Slot:
+    customer_id: str
+    key: str = ""  # the customer's sorted set; "" for a slot counted in this process
+    member: str = ""
+
+
+# -- one process (the embedded default, or Redis unreachable) --------------------
+
+_local: dict[str, int] = {}
+
+
+def _local_acquire(customer_id: str) -> Slot | None:
+    if _local.get(customer_id, 0) >= settings.HEARO_MAX_CONNECTIONS_PER_CUSTOMER:
+        return None
+    _local[customer_id] = _local.get(customer_id, 0) + 1
+    return Slot(customer_id)
+
+
+def _local_release(customer_id: str) -> None:
+    left = _local.get(customer_id, 1) - 1
+    if left > 0:
+        _local[customer_id] = left
+    else:
+        _local.pop(customer_id, None)
+
+
+# -- the cluster (Redis) -------------------------------------------------------------
+
+
+class _Node:
+    """This event loop's Redis client and the slots its sockets hold."""
+
+    def __init__(self) -> None:
+        import redis.asyncio
+
+        self.client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+        self.acquire = self.client.register_script(_ACQUIRE)
+        self.held: dict[str, str] = {}  # member -> key
+        self.refresher: asyncio.Task | None = None
+
+    def hold(self, slot: Slot) -> None:
+        self.held[slot.member] = slot.key
+        if self.refresher is None or self.refresher.done():
+            self.refresher = asyncio.create_task(self._refresh_forever())
+
+    def drop(self, slot: Slot) -> None:
+        self.held.pop(slot.member, None)
+        if not self.held and self.refresher is not None:
+            self.refresher.cancel()  # nothing to vouch for; the next hold starts it again
+            self.refresher = None
+
+    async def _refresh_forever(self) -> None:
+        seconds = settings.HEARO_CONNECTION_SLOT_SECONDS
+        while self.held:
+            await asyncio.sleep(seconds / 3)
+            held = list(self.held.items())
+            # In pipelines of REFRESH_BATCH sockets: one pipeline for thousands
+            # of sockets would hold the event loop while it is built and parsed.
+            for start in range(0, len(held), REFRESH_BATCH):
+                await self._refresh(held[start : start + REFRESH_BATCH], seconds)
+
+    async def _refresh(self, held: list[tuple[str, str]], seconds: int) -> None:
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        for member, key in held:
+            # XX: never re-add a member a concurrent release just removed.
+            pipe.zadd(key, {member: now}, xx=True)
+            pipe.expire(key, seconds)
+        try:
+            await pipe.execute()
+        except RedisError as exc:
+            log.warning("could not refresh %d connection slots: %s", len(held), exc)
+
+
+_nodes: dict[asyncio.AbstractEventLoop, _Node] = {}
+
+
+def _node() -> _Node:
+    loop = asyncio.get_running_loop()
+    node = _nodes.get(loop)
+    if node is None:
+        node = _nodes[loop] = _Node()
+    return node
+
+
+def _key(customer_id: str) -> str:
+    return cache.make_and_validate_key(f"connections:customer:{customer_id}")
+
+
+async def slot_acquire(customer_id: str) -> Slot | None:
+    """Take one of the customer's connection slots; None when all are taken."""
+    if not settings.REDIS_URL:
+        return _local_acquire(customer_id)
+    node, seconds = _node(), settings.HEARO_CONNECTION_SLOT_SECONDS
+    slot, now = Slot(customer_id, _key(customer_id), secrets.token_hex(8)), time.time()
+    cap = settings.HEARO_MAX_CONNECTIONS_PER_CUSTOMER
+    try:
+        taken = await node.acquire(keys=[slot.key], args=[now, now - seconds, cap, slot.member, seconds])
+    except RedisError as exc:
+        # The channel layer is most likely down too; count on this node alone meanwhile.
+        log.warning("connection cap falls back to this node: %s", exc)
+        return _local_acquire(customer_id)
+    if not taken:
+        return None
+    node.hold(slot)
+    return slot
+
+
+async def slot_release(slot: Slot) -> None:
+    """Give a slot back (the socket closed)."""
+    if not slot.key:
+        _local_release(slot.customer_id)
+        return
+    node = _node()
+    node.drop(slot)
+    try:
+        await node.client.zrem(slot.key, slot.member)
+    except RedisError as exc:
+        log.warning("could not release a connection slot (it expires by itself): %s", exc)
