@@ -122,7 +122,8 @@ if REDIS_URL:
     _redis_host = {"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis, with a connection pool that waits when it is exhausted.
+            "BACKEND": "realtime.layers.WaitingRedisChannelLayer",
             "CONFIG": {
                 "hosts": [_redis_host],
                 "capacity": env_int("HEARO_CHANNEL_CAPACITY", 1000),

@@ -36,7 +36,7 @@ def test_urls_switch_to_postgresql_and_redis():
     assert result.returncode == 0, result.stderr
     engine, layer, cache, _ = result.stdout.split()
     assert engine == "django.db.backends.postgresql"
-    assert layer == "channels_redis.core.RedisChannelLayer"
+    assert layer == "realtime.layers.WaitingRedisChannelLayer"  # channels-redis with a waiting pool
     assert cache == "django.core.cache.backends.redis.RedisCache"
 
 

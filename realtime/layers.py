@@ -1,0 +1,20 @@
+"""The channel layer HearO runs on Redis: channels-redis with a pool that waits.
+
+redis-py 7's default pool raises ``MaxConnectionsError`` the moment all its
+connections are out. Seen under the fan-out benchmark: when ~2,000 sockets
+close at once, their consumers' ``group_discard`` calls exhaust the pool of
+1,000, the surplus fail, and their channels stay group members (for the
+group expiry, a day). A blocking pool makes the surplus wait their turn.
+"""
+
+from channels_redis.core import RedisChannelLayer
+from redis.asyncio import BlockingConnectionPool
+
+# How long a channel-layer call waits for a free connection before failing.
+POOL_WAIT_SECONDS = 10
+
+
+class WaitingRedisChannelLayer(RedisChannelLayer):
+    def create_pool(self, index):
+        host = dict(self.hosts[index])
+        return BlockingConnectionPool.from_url(host.pop("address"), timeout=POOL_WAIT_SECONDS, **host)
