@@ -475,45 +475,53 @@ def analysis_section(results: dict) -> str:
     return "".join(out)
 
 
-ANALYSIS_STATIC = """* **Where fan-out time goes** (profiles below): a node's refresh is one query read in a worker
-  thread (every WAITING row, each with its `enqueued_at` parsed by psycopg: `TimestamptzLoader._load_iso` is one of the
-  hottest self frames although only the head's timestamp is used), then one frame per moved client through the STOMP
-  encoder (`_encode_header`), the consumer, Daphne and autobahn to a socket write. At N = 5,000 each node writes
-  ~1,250-2,500 frames per change while the harness parses up to 5,000 on the same two vCPUs, so latency is CPU-bound
-  and roughly linear in the number of moved clients (a burst moves everyone). The channel layer is not in it: one
-  broadcast per change whatever N, as the Redis table shows. Server-side options: read only `(id, customer_id)` plus
-  the head's timestamp; cache encoded header blocks; more nodes (processes) per host.
-* **Redis per change** is the same at every N, but above 5: channels-redis spends 7 top-level commands to send one
-  group message (expiry trims in a MULTI/EXEC, the group read, one EVAL) and 4 per receiving process (a cleanup EVAL,
-  BZPOPMIN and the `$inflight` backup ZADD/ZPOPMIN). A cancel also sends the leaving customer its CANCELLED message
-  (another group_send), drops its lease and token and queues a matcher pass. Reaching <= 5 needs a server change:
-  publish the queue change with one Redis `PUBLISH` to a pub/sub channel every hub subscribes to (1 command per
-  change, no per-receiver bookkeeping), keeping channels-redis for per-customer messages.
-* **Heartbeat p99 is a stall, not a throughput limit**: at 500 req/s the fast path's p50 is about 2 ms and the
-  achieved rate matches the target, but every fan-out refresh occupies the node's one event loop (the hub's push loop
-  writes hundreds of frames without yielding, and the snapshot thread holds the GIL while parsing 5,000 rows), so
-  beats that arrive meanwhile wait as long as the refresh lasts: p99 tracks the nodes' fan-out time at N = 5,000, not
-  the request rate (in the knee, p99 does not rise with the rate until saturation). Without fan-out one process
-  served about 650-720 req/s here (measured while building the harness, py-spy attached; two Redis round trips per
-  beat, Twisted's HTTP parsing, Daphne's access log at -v1). Server options: yield to the loop every ~100 pushes
-  (`await asyncio.sleep(0)`), read only what the hub needs, one Redis round trip per beat (pipeline or Lua),
-  `daphne -v0`, or heartbeats on processes that hold no sockets.
-* **Django-view and REST-polling baselines fail under load** for a server reason: with `CONN_MAX_AGE=60` under Daphne
-  each request's sync view runs in its own thread and keeps its own persistent PostgreSQL connection, so a few dozen
-  concurrent requests per node exhaust PostgreSQL's `max_connections = 100` and the views answer 500/503 (`too many
-  clients already`). The polling row counts those errors. Server fix: `CONN_MAX_AGE=0` under ASGI (Django's advice)
-  with psycopg's pool (`OPTIONS: {"pool": True}`, Django >= 5.1).
-* **Robustness seen while measuring** (server side, not fixed here): closing ~2,000 sockets at once makes channels-redis
-  raise `MaxConnectionsError` (pool of 1,000, redis-py 7 raises instead of waiting) in `group_discard`, leaving stale
-  group members; 200 simultaneous WebSocket handshakes exceed Daphne's handshake timeout (the harness opens 100 at a
-  time, retries, and closes in batches of 200). RabbitMQ here runs with a soft limit of 1,024 open files: past ~1,000
-  Web-STOMP connections it hits EMFILE, its memory monitor crashes and it refuses new subscriptions until
-  `rabbitmqctl stop_app && start_app`; the harness caps the RabbitMQ baseline below that limit (N shown in its row),
-  so it is not measured at 1,000 or 5,000 clients. Its per-change latency is a lower bound (no database, no HTTP).
-* **Naive design**: with channels-redis's default capacity 100 it loses messages at N = 5,000 (the `missing` column;
-  the Redis table shows fewer ZADDs than customers: the rest were over capacity), and every change holds the cancel's
-  HTTP request for seconds because the sends run on commit inside the request. Naive runs have 2-8 changes each, so
-  their p99 is one sample.
+ANALYSIS_STATIC = """* **What changed since the first recorded run** (p99 186 ms / 1,119 ms at N = 1,000 / 5,000, 15-28
+  Redis commands per change, heartbeat p99 651 ms): the queue broadcast is one Redis `PUBLISH` that every hub subscribes
+  to instead of a channels-redis group message; a hub reads only the waiting ids (`queue_order`, an index-only scan)
+  instead of ids, customer ids and every row's timestamp; the hub yields the event loop every 2 ms instead of every 100
+  pushes; a fast heartbeat is one Redis round trip (a Lua script) instead of two; the URLconf is imported at start-up
+  (py-spy showed the first request importing every view while the node's pushes waited); Daphne runs with `-v0`; no
+  persistent PostgreSQL connections under Daphne; two unmeasured warm-up changes before each fan-out measurement.
+* **Fan-out at N = 5,000 is CPU-bound on this box, and its p99 is two stalls**: 18 of the 20 changes land between
+  63 ms and 333 ms, growing with the number of clients that moved (about 65 ms per 1,000 moved clients end to end; a
+  burst moves all 5,000). The p99 is set by two cancels that took 539 ms and 732 ms although one of them moved only
+  878 clients, so they waited on something other than their own work: the same two vCPUs run both nodes, the harness
+  parsing every one of the 5,000 clients' frames, PostgreSQL, Redis, RabbitMQ and the other tenants of a shared
+  machine (see the load averages). The profile below shows where a node's time goes: its pushes (the STOMP encoder
+  and HearO's code are ~11 µs a frame, measured in-process) and, mostly, Daphne/autobahn/Twisted per frame: a
+  `transport.write` each (`untilConcludes`, the socket send), an epoll modify to start and stop watching the socket,
+  the ASGI send hop. What is left server-side is per-frame and outside HearO's code: more processes per host (the
+  hubs scale out by node: each node pushes only to its own sockets), or a server with cheaper writes.
+* **Redis per change**: the queue change itself is one `PUBLISH` whatever N (the test suite asserts exactly one
+  command for a queue change at N = 10 and N = 1,000); a matcher burst is nothing else. A cancel also tells the
+  leaving customer CANCELLED (a per-customer channels-redis group message: 7 top-level commands to send, 4 per
+  receiving process), drops its lease and token (one `DEL`) and queues a matcher pass (Celery), which is why its row
+  is larger. The remaining differences between rows are idle-window noise (idle nodes poll their channels with
+  `BZPOPMIN`).
+* **Heartbeat p99 under fan-out is saturation, not a stall in HearO's code**: the knee shows the shape. With both nodes
+  and fan-out running, 250 and 500 beats/s keep p50 under 10 ms and p99 near 110 ms; at 1,000/s p99 is seconds. The
+  measured 500/s run (the first after the 5,000 clients connect) ran while its fan-out took 501 ms p50 instead of
+  ~200 ms in the knee's 500/s run, and node A alone cannot take 500/s during fan-out (415/s achieved). The profile of
+  that run has the nodes in `select` a quarter of the time and the rest in socket writes (to clients and to Redis)
+  and Twisted's HTTP parsing; each beat is one Redis round trip and no database. On this box the load generator, the
+  harness's 5,000 clients and both nodes share two vCPUs, so beats queue behind pushes when a change moves thousands
+  of clients. Server options left: serve the beat on processes that hold no sockets (route `/api/queue/heartbeat` to
+  separate Daphne processes in the proxy), or keep WebSocket clients off the REST beat entirely, as HearO already does
+  in production (socket traffic renews the lease; only the polling tier needs the REST beat).
+* **REST polling**: every client asks every 5 s, so N = 1,000 is 200 requests a second, above what two Django nodes
+  serve for the rank view while pushing (the achieved rate and latency in its table); staleness is 2.5 s on average
+  and up to 5 s by construction, against tens of milliseconds pushed.
+* **Robustness seen while measuring**: closing ~2,000 sockets at once used to make channels-redis raise
+  `MaxConnectionsError` in `group_discard` (its pool raised when exhausted); HearO now uses a pool that waits
+  (`realtime.layers.WaitingRedisChannelLayer`). 200 simultaneous WebSocket handshakes exceed Daphne's handshake timeout
+  (the harness opens 100 at a time, retries, and closes in batches of 200). RabbitMQ here runs with a soft limit of
+  1,024 open files: past ~1,000 Web-STOMP connections it hits EMFILE, its memory monitor crashes and it refuses new
+  subscriptions until `rabbitmqctl stop_app && start_app`; the harness caps the RabbitMQ baseline below that limit
+  (N shown in its row), so it is not measured at 1,000 or 5,000 clients. Its per-change latency is a lower bound (no
+  database, no HTTP).
+* **Naive design**: with channels-redis's default capacity 100 it loses messages at N = 5,000 when the receivers fall
+  behind (the `missing` column), and every change holds the cancel's HTTP request for seconds because the sends run on
+  commit inside the request. Naive runs have 2-8 changes each, so their p99 is one sample.
 
 """
 
@@ -565,7 +573,8 @@ NOTES = """## Method notes and noise
 * A private `redis-server` (free port, no persistence) is started for the run so that MONITOR and command counts
   see nothing but the system under test; PostgreSQL gets its own database `hearo_bench`, created and dropped.
 * Redis commands: MONITOR shows commands run inside Lua scripts (channels-redis `group_send`) separately; they
-  are listed apart from top-level commands. A channel-layer message is one ZADD into a channel's sorted set.
+  are listed apart from top-level commands. A channel-layer message is one ZADD into a channel's sorted set; HearO's
+  queue broadcast is one PUBLISH, counted in its own column.
   Cancels also send the leaving customer its CANCELLED message (one more group_send) and drop its lease and token
   (cache); every cancel also queues a matcher pass on the Celery broker (no worker runs in these clusters).
 * `results.json` holds every raw number, including each change's latency and each scenario's error, if any.
