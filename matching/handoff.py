@@ -15,7 +15,7 @@ from matching.models import Counselor, Match
 from matching.selectors import match_open_by_room, match_side_by_identity
 from matching.services import counselor_lock, counselor_status_change, match_end, match_record
 from queues.models import Registration
-from queues.services import registration_cancel, registration_leave, registration_record
+from queues.services import registration_cancel, registration_leave, registration_record, registration_tell
 from realtime import events, publish
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _call_start(match: Match) -> None:
         room_name=match.room_name,
         match_id=match.id,
     )
-    publish.to_customer(customer.customer_id, body)
+    registration_tell(registration=registration, body=body)
     publish.to_counselor(
         match.counselor.counselor_id,
         events.match_started(

@@ -26,7 +26,13 @@ from matching.models import Counselor, CounselorEvent, Match, MatchEvent
 from queues import leases
 from queues.models import Registration
 from queues.selectors import estimate_for_rank, queue_version, registration_rank, wait_stats_forget
-from queues.services import queue_changed, registration_expire_ghosts, registration_leave, registration_record
+from queues.services import (
+    queue_changed,
+    registration_expire_ghosts,
+    registration_leave,
+    registration_record,
+    registration_tell,
+)
 from realtime import events, publish
 
 log = logging.getLogger(__name__)
@@ -419,9 +425,9 @@ def _pair_commit(*, match: Match, registration: Registration, counselor: Counsel
 
 def _matched_tell(*, match: Match, registration: Registration, counselor: Counselor) -> None:
     customer = registration.customer
-    publish.to_customer(
-        customer.customer_id,
-        events.matched(
+    registration_tell(
+        registration=registration,
+        body=events.matched(
             customer_id=customer.customer_id,
             registration_id=registration.id,
             identity=customer.identity,  # the recipient's own LiveKit identity
@@ -455,4 +461,4 @@ def _requeued_tell(requeued: list[Registration]) -> None:
         body = events.waiting(
             customer_id=customer_id, registration_id=registration.id, rank=rank, version=version, eta=eta
         )
-        publish.to_customer(customer_id, body)
+        registration_tell(registration=registration, body=body)

@@ -22,6 +22,9 @@ STATE = inline_serializer(
         "rank": serializers.IntegerField(required=False, help_text="while WAITING"),
         "estimatedWaitSeconds": serializers.IntegerField(required=False, allow_null=True),
         "version": serializers.IntegerField(required=False, help_text="queue version; drop older messages"),
+        "seq": serializers.IntegerField(
+            help_text="this visit's change counter: a message with a lower seq than one already seen is stale"
+        ),
         "identity": serializers.CharField(required=False, help_text="once MATCHED: your LiveKit identity"),
         "roomName": serializers.CharField(required=False),
         "matchId": serializers.IntegerField(required=False),

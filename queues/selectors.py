@@ -9,7 +9,7 @@ from django.apps import apps
 from django.db.models import Avg, F, Q, Subquery
 
 from hearo.errors import Unauthorized
-from queues.models import QueueState, Registration
+from queues.models import QueueState, Registration, RegistrationEvent
 from queues.ranking import estimate_wait_seconds
 from realtime import events
 
@@ -143,8 +143,25 @@ def estimate_for_rank(rank: int) -> int | None:
     return estimate_wait_seconds(rank=rank, counselors_on_shift=on_shift, average_call_seconds=average)
 
 
+def registration_seq(*, registration_id: int) -> int:
+    """Return the visit's change counter: the id of its newest history row.
+
+    Two changes to one visit are serialised by its row lock, so the later
+    one's history row always gets the higher id: the counter only goes up,
+    whichever process made the change and whenever its message arrives.
+    """
+    newest = RegistrationEvent.objects.filter(registration_id=registration_id).order_by("-id").values("id")[:1]
+    return next(iter(newest), {"id": 0})["id"]
+
+
 def registration_state(*, registration: Registration) -> dict:
-    """Return what the push channel would carry for this registration now."""
+    """Return what the push channel would carry for this registration now, with its ``seq``."""
+    state = _registration_state(registration=registration)
+    state["seq"] = registration_seq(registration_id=registration.id)
+    return state
+
+
+def _registration_state(*, registration: Registration) -> dict:
     customer_id = registration.customer.customer_id
     if registration.status == W:
         version = queue_version()

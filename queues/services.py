@@ -19,7 +19,7 @@ from hearo.errors import Conflict
 from hearo.logs import event_on_commit
 from queues import leases, signals
 from queues.models import Customer, QueueState, Registration, RegistrationEvent
-from queues.selectors import registration_by_token, token_hash
+from queues.selectors import registration_by_token, registration_seq, token_hash
 from realtime import events, publish
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,17 @@ def registration_record(*, registration: Registration, from_status: str, actor: 
         actor=actor,
         reason=reason,
     )
+
+
+def registration_tell(*, registration: Registration, body: dict) -> None:
+    """After commit, send the visit's customer ``body`` stamped with the visit's ``seq``.
+
+    Call it after the change's ``registration_record``: messages about one
+    visit leave from different processes and may arrive out of order, and
+    the connection drops one whose seq is lower than one it has delivered.
+    """
+    body["seq"] = registration_seq(registration_id=registration.id)
+    publish.to_customer(registration.customer.customer_id, body)
 
 
 def _lease_db_copy(now: datetime) -> datetime:
@@ -164,9 +175,9 @@ def registration_leave(
     ended = [leases.lease_key("registration", registration.id), leases.token_key(registration.token_hash)]
     transaction.on_commit(lambda: cache.delete_many(ended))
     customer_id = registration.customer.customer_id
-    publish.to_customer(
-        customer_id,
-        events.terminal(customer_id=customer_id, registration_id=registration.id, status=status, reason=reason),
+    registration_tell(
+        registration=registration,
+        body=events.terminal(customer_id=customer_id, registration_id=registration.id, status=status, reason=reason),
     )
     event_on_commit(
         log,

@@ -77,6 +77,9 @@ class PushConnection:
         # Once the visit left the queue (MATCHED, CANCELLED…), hub rank pushes
         # computed from an older read must not overwrite that news.
         self.left_queue = False
+        # The visit's newest change delivered (its ``seq``): customer messages
+        # leave from several processes and may arrive out of order.
+        self.seq = 0
         self._touched = 0.0
         self.closed = False
         self.budget = FrameBudget()
@@ -146,10 +149,17 @@ class PushConnection:
             hub.watch_queue(watcher)
             await hub.refresh_one(watcher)
 
+    def _newer(self, body: dict) -> bool:
+        """Record a customer message's seq; False if the connection already delivered a later change."""
+        seq = body.get("seq", 0)
+        if seq < self.seq:
+            return False
+        self.seq = seq
+        return True
+
     async def _send_rank_snapshot(self, topic: Topic, watcher: Watcher) -> None:
-        before = self.left_queue
         state = await database_sync_to_async(registration_by_id_state)(self.principal.registration_id)
-        if self.left_queue and not before:
+        if not self._newer(state):
             return  # a fresher customer event arrived while we were reading
         if state.get("status") == "WAITING":
             watcher.last_rank = state["rank"]
@@ -228,6 +238,8 @@ class PushConnection:
                 # The customer's group also carries its later visits; a socket
                 # opened with this visit's (now revoked) token hears only this one.
                 return
+            if not self._newer(message["body"]):
+                return  # older news than what the customer already holds
             topic = Topic("rank", message["body"].get("customerId", ""))
             self.left_queue = message["body"].get("status") != "WAITING"
         elif kind == "counselor.event":

@@ -91,6 +91,7 @@ def test_both_sides_are_told_their_own_identity_room_and_match(
         "roomName": match.room_name,
         "matchId": match.id,
         "timestamp": 0,
+        "seq": registration.events.order_by("id").last().id,  # the MATCHED history row
     }
     assigned = [b for b in counselor_bodies(published, counselor) if b.get("type") == "MATCH_ASSIGNED"]
     assert len(assigned) == 1

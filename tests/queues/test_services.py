@@ -184,3 +184,13 @@ def test_join_signals_the_matcher_after_commit(django_capture_on_commit_callback
         assert heard == ["joined"]
     finally:
         signals.queue_changed.disconnect(receiver)
+
+
+def test_every_message_about_a_visit_carries_a_seq_that_only_goes_up(published, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        joined = services.registration_join()
+    snapshot = selectors.registration_state(registration=joined.registration)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.registration_cancel(registration=joined.registration)
+    (cancelled,) = published.bodies(events.customer_group(joined.registration.customer.customer_id))
+    assert snapshot["seq"] < cancelled["seq"] == selectors.registration_seq(registration_id=joined.registration.id)

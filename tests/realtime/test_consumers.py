@@ -286,3 +286,26 @@ async def test_a_client_silent_past_its_heart_beat_is_closed_with_an_error(stomp
     error = await client.frame(timeout=3)
     assert (error.command, error.get("message")) == ("ERROR", "heart-beat timeout")
     assert await client.closed_code() == 4002
+
+
+async def test_a_customer_message_older_than_one_delivered_is_dropped(stomp, sjoin):
+    # As when two workers change one visit 28 ms apart and their messages cross:
+    # a requeue's WAITING arrives after the expiry that followed it.
+    from channels.layers import get_channel_layer
+
+    from realtime import events
+
+    joined = await sjoin()
+    customer_id = joined.registration.customer.customer_id
+    client = stomp()
+    await client.connect(**bearer(joined.token))
+    await client.send("SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{customer_id}"})
+    snapshot = await client.json()
+    ids = {"customer_id": customer_id, "registration_id": joined.registration.id}
+    expired = events.terminal(**ids, status="EXPIRED", reason="lease_expired") | {"seq": snapshot["seq"] + 2}
+    requeued = events.waiting(**ids, rank=1, version=10**6, eta=None) | {"seq": snapshot["seq"] + 1}
+    layer = get_channel_layer()
+    for body in (expired, requeued):
+        await layer.group_send(events.customer_group(customer_id), {"type": "customer.event", "body": body})
+    assert (await client.json())["status"] == "EXPIRED"
+    assert await client.nothing(0.5)  # the older WAITING never reaches the page
