@@ -44,9 +44,8 @@ def _matcher_out_of_the_way(settings):
     settings.HEARO_INPROCESS_MATCHER = False
 
 
-@pytest.fixture(autouse=True)
-def _fresh_leases():
-    """Start every test with no leases (ids may be reused after a rollback)."""
+def cache_forget_all() -> None:
+    """Drop every key of this test run's cache (not FLUSHDB: others may share the Redis database)."""
     if settings.REDIS_URL:
         client = cache._cache.get_client(write=True)
         # The cache's own keys only: the channel layer may share the prefix.
@@ -54,6 +53,12 @@ def _fresh_leases():
             client.delete(key)
     else:
         cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_leases():
+    """Start every test with no leases (ids may be reused after a rollback)."""
+    cache_forget_all()
     from queues.leases import leases_mark_intact
     from queues.selectors import wait_stats_forget
 

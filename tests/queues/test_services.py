@@ -90,11 +90,11 @@ def test_heartbeat_renews_the_cache_lease_without_writing_the_database():
 
 def test_after_the_cache_lost_every_lease_the_sweep_refreshes_instead_of_expiring():
     """Redis restarted empty: nobody is expired; the copies get a full lease to re-beat."""
-    from django.core.cache import cache
+    from tests.conftest import cache_forget_all
 
     a, b = joined(2)
     Registration.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    cache.clear()  # every lease and the epoch marker are gone
+    cache_forget_all()  # every lease and the epoch marker are gone
     assert services.registration_expire_ghosts() == []
     a.refresh_from_db()
     assert a.status == S.WAITING and a.lease_expires_at > timezone.now() + timedelta(seconds=30)
