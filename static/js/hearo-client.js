@@ -12,7 +12,8 @@
  * with exponential backoff and steps back up as soon as one delivers. Every
  * (re)connect subscribes again, and the snapshot the server sends on
  * subscribe is taken as the truth; after it, a WAITING or QUEUE message
- * older (by `version`) than the newest seen is dropped. The REST heartbeat
+ * older (by `version`) than the newest seen is dropped, and so is a message
+ * about an older change to the visit (by `seq`) than the newest seen. The REST heartbeat
  * runs every heartbeatSeconds whatever the tier.
  *
  * The links themselves are in tiers.js; page helpers in page.js.
@@ -53,6 +54,7 @@ export class HearoClient {
     this.transport = "";
     this.link = null;
     this.version = -1;
+    this.seq = -1; // the visit's newest change seen (customer messages carry it)
     this.running = false;
     this.retryMs = RETRY_MIN_MS;
     this.probeRunning = false;
@@ -149,7 +151,7 @@ export class HearoClient {
     previous?.close();
     this._setTier(link.tier, link.transport, true);
     if (snapshot) this._deliver(snapshot, true);
-    else this.version = -1; // the poll tier's first answer is the snapshot
+    else this.version = this.seq = -1; // the poll tier's first answer is the snapshot
     this.options.onConnect?.(link.tier);
     if (link.tier === TIERS[0]) {
       this.retryMs = RETRY_MIN_MS;
@@ -234,6 +236,13 @@ export class HearoClient {
   }
 
   _deliver(body, snapshot) {
+    if (typeof body.seq === "number") {
+      // Messages about one visit leave from several server processes; one
+      // about an older change than the newest seen is stale (the snapshot,
+      // again, is the truth).
+      if (!snapshot && body.seq < this.seq) return;
+      this.seq = body.seq;
+    }
     if (VERSIONED.has(kindOf(body)) && typeof body.version === "number") {
       // A snapshot is the truth even if older (a server restarted its count);
       // otherwise a message computed from an older queue is stale news.

@@ -1,4 +1,4 @@
-"""hearo-client.js's delivery rule under Node: versions drop stale news, snapshots are the truth."""
+"""hearo-client.js's delivery rule under Node: versions and seqs drop stale news, snapshots are the truth."""
 
 import json
 import shutil
@@ -48,3 +48,16 @@ def test_unversioned_news_always_passes_and_queue_summaries_are_versioned_too():
 
 def test_format_fills_named_placeholders():
     assert deliver([])["formatted"] == "1 and two"
+
+
+def test_a_message_about_an_older_change_to_the_visit_is_dropped():
+    # A requeue's WAITING (seq 11) arriving after the expiry that followed it (seq 12).
+    expired = {"status": "EXPIRED", "reason": "lease_expired", "seq": 12}
+    requeued = waiting(1, 40) | {"seq": 11}
+    out = deliver([[waiting(3, 30) | {"seq": 10}, True], [expired, False], [requeued, False]])
+    assert [m["status"] for m in out["shown"]] == ["WAITING", "EXPIRED"]
+
+
+def test_a_snapshot_resets_the_visits_seq():
+    out = deliver([[{"status": "MATCHED", "seq": 20}, True], [waiting(2, 5) | {"seq": 7}, True]])
+    assert [m["status"] for m in out["shown"]] == ["MATCHED", "WAITING"]
