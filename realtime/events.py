@@ -8,7 +8,8 @@ seed's messages. The REST polling endpoint returns the very same dicts.
 import time
 from datetime import datetime
 
-# The group every node's rank hub joins: one queue change is one message to it.
+# The group the rank hub joins without Redis (the in-memory layer, one process);
+# with Redis a queue change is a PUBLISH on settings.HEARO_QUEUE_BROADCAST instead.
 QUEUE_GROUP = "hearo.queue"
 
 
