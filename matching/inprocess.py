@@ -6,6 +6,7 @@ into one more pass, so a burst of joins costs two passes, not one per join.
 """
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import threading
@@ -74,10 +75,9 @@ async def run_forever(interval: float) -> None:
     # This loop is the schedule: any pass it runs shows it alive, so each stamps readiness.
     run_pass = database_sync_to_async(services.match_pass_periodic)
     while True:
-        try:
-            await asyncio.wait_for(wake.wait(), timeout=interval)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):  # not wait_for: it can swallow a cancel on 3.11
+                await wake.wait()
         wake.clear()  # before the pass: a request during it wakes us again at once
         try:
             await run_pass()

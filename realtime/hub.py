@@ -11,6 +11,7 @@ so a matcher pass that removes ten customers pushes each customer once.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -163,10 +164,11 @@ class RankHub:
 
     async def _refresh_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), timeout=SAFETY_REFRESH_SECONDS)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that
+            # lands as the event fires, and this loop would never stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SAFETY_REFRESH_SECONDS):
+                    await self._dirty.wait()
             self._dirty.clear()
             changed_at, self._changed_at = self._changed_at, None
             try:

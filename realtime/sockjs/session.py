@@ -95,7 +95,8 @@ class Session:
     async def wait(self, timeout: float) -> bool:
         """Wait until there is something to write; False on timeout (time for a heartbeat)."""
         try:
-            await asyncio.wait_for(self.wakeup.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
+                await self.wakeup.wait()
             return True
         except TimeoutError:
             return False
