@@ -35,7 +35,7 @@ test: install
 bench: install
 	$(PY) -m bench.run --command "make bench"
 
-# Two Daphne nodes, a worker and one beat against the local PostgreSQL and Redis (Ctrl-C stops).
+# Two socket nodes, a REST node, a worker and one beat against the local PostgreSQL and Redis (Ctrl-C stops).
 cluster: install
 	$(PY) scripts/cluster.py
 

@@ -124,6 +124,8 @@ class Cluster:
     ports: list[int]
     nodes: list[Proc]
     others: list[Proc] = field(default_factory=list)
+    rest_ports: list[int] = field(default_factory=list)  # nodes that hold no sockets (the REST API's)
+    rest_nodes: list[Proc] = field(default_factory=list)
 
     def pid(self, node: int) -> int:
         return self.nodes[node].pid
@@ -153,14 +155,21 @@ def _wait_ready(worker: Proc, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def cluster(name: str, env: dict, logdir: Path, *, nodes: int = 2, celery: bool = False, **extra: str):
-    """Run ``nodes`` Daphne nodes (and a Celery worker and beat) with env + extra."""
+def cluster(
+    name: str, env: dict, logdir: Path, *, nodes: int = 2, rest_nodes: int = 0, celery: bool = False, **extra: str
+):
+    """Run ``nodes`` socket nodes, ``rest_nodes`` REST-only Daphne nodes (and a Celery worker and beat).
+
+    A REST node is the same Daphne process; it holds no sockets only because
+    nobody connects one to it (docker-compose.yml's proxy sends it /api/).
+    """
     env = {**env, **extra}
     started: list[Proc] = []
     try:
         ports = []
-        for i in range(nodes):
-            port, proc = _daphne(f"{name}-node{i}", env, logdir)
+        for i in range(nodes + rest_nodes):
+            label = f"node{i}" if i < nodes else f"rest{i - nodes}"
+            port, proc = _daphne(f"{name}-{label}", env, logdir)
             started.append(proc)
             ports.append(port)
         others = [_celery(f"{name}-{kind}", env, logdir) for kind in ("worker", "beat")] if celery else []
@@ -169,7 +178,14 @@ def cluster(name: str, env: dict, logdir: Path, *, nodes: int = 2, celery: bool 
             wait_for_port(port, proc)
         for proc in others[:1]:
             _wait_ready(proc)
-        yield Cluster(name=name, ports=ports, nodes=started[:nodes], others=others)
+        yield Cluster(
+            name=name,
+            ports=ports[:nodes],
+            nodes=started[:nodes],
+            others=others,
+            rest_ports=ports[nodes:],
+            rest_nodes=started[nodes : nodes + rest_nodes],
+        )
     finally:
         for proc in reversed(started):
             proc.stop()

@@ -262,8 +262,9 @@ def heartbeat_section(results: dict) -> str:
     if error_of(fast):
         out.append(f"Fast path: **failed**: {error_of(fast)}\n")
     for label, run in (
-        ("fast path, both nodes", fast.get("main")),
-        ("fast path, node A only", fast.get("single_node")),
+        ("fast path, REST node (no sockets; as deployed)", fast.get("rest_node")),
+        ("fast path, both socket nodes", fast.get("main")),
+        ("fast path, socket node A only", fast.get("single_node")),
     ):
         if run:
             rows.append(_hb_row(label, run))
@@ -273,9 +274,11 @@ def heartbeat_section(results: dict) -> str:
     for run in django.get("runs", []):
         rows.append(_hb_row("Django view (HEARO_HEARTBEAT_FASTPATH=0), both nodes", run))
     out.append(table(HB_HEADER, rows))
-    if fast.get("knee"):
-        out.append("\nKnee of the curve (fast path, both nodes, fan-out running):\n\n")
-        out.append(table(HB_HEADER, [_hb_row("fast path", run) for run in fast["knee"]]))
+    knee = [_hb_row("REST node", run) for run in fast.get("rest_knee", [])]
+    knee += [_hb_row("both socket nodes", run) for run in fast.get("knee", [])]
+    if knee:
+        out.append("\nKnee of the curve (fast path, fan-out running):\n\n")
+        out.append(table(HB_HEADER, knee))
     return "".join(out)
 
 
@@ -353,7 +356,8 @@ def targets_section(results: dict) -> str:
 
     broadcast = top("burst", "broadcast") + top("cancel", "broadcast")
     burst, cancel = top("burst"), top("cancel")
-    hb_p99 = get(hb, "fastpath", "main", "load", "latency_ms", "p99")
+    hb_p99 = get(hb, "fastpath", "rest_node", "load", "latency_ms", "p99")
+    hb_sockets = get(hb, "fastpath", "main", "load", "latency_ms", "p99")
     rows = [
         ["fan-out p99, N = 1,000", "≤ 150 ms", fmt(p99["1000"], " ms"), _ok(p99["1000"], 150)],
         ["fan-out p99, N = 5,000", "≤ 500 ms", fmt(p99["5000"], " ms"), _ok(p99["5000"], 500)],
@@ -372,7 +376,12 @@ def targets_section(results: dict) -> str:
             fmt(get(m, "event_driven", "latency_ms", "p99"), " ms"),
             _ok(get(m, "event_driven", "latency_ms", "p99"), 200),
         ],
-        ["heartbeat p99 at 500 req/s during fan-out", "< 50 ms", fmt(hb_p99, " ms"), _ok(hb_p99, 50)],
+        [
+            "heartbeat p99 at 500 req/s during fan-out",
+            "< 50 ms",
+            f"{fmt(hb_p99, ' ms')} on the REST node, as deployed ({fmt(hb_sockets, ' ms')} sent to the socket nodes)",
+            _ok(hb_p99, 50),
+        ],
         [
             "memory per idle connection",
             "≤ 64 KiB",
@@ -553,9 +562,12 @@ keeps samples from locking to the beat's phase. Celery: `worker --pool=solo` and
 
 HEARTBEAT_METHOD = """`bench/loadgen.py`, its own process: requests scheduled at fixed intervals over 64 keep-alive
 connections (alternating nodes), latency from the *scheduled* time (no coordinated omission); bearer tokens of the
-N = 5,000 connected customers, round robin. Fan-out cancels run once a second meanwhile. *generator lag* = how late
-the generator queued a request (its own health); *achieved* = completed ÷ time to the last completion. *non-2xx* are
-409s: beats from customers the concurrent cancels had just taken out of the queue (the visit ended; the right answer).
+N = 5,000 customers connected to the two socket nodes, round robin. Fan-out cancels run once a second meanwhile.
+*REST node* = a third Daphne process of the same app that holds no sockets, as `docker-compose.yml`'s proxy
+deploys it (`/api/` goes there); *socket nodes* = the beats sent to the nodes pushing the ranks.
+*generator lag* = how late the generator queued a request (its own health); *achieved* = completed ÷ time to the
+last completion. *non-2xx* are 409s: beats from customers the concurrent cancels had just taken out of the queue
+(the visit ended; the right answer).
 
 """
 

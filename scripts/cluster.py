@@ -1,9 +1,10 @@
 """`make cluster`: the docker-compose topology as local processes on 127.0.0.1.
 
-Two Daphne nodes, one Celery worker and exactly one beat, against the local
-PostgreSQL and Redis (DATABASE_URL / REDIS_URL, defaulting to this machine's
-services and a `hearo_cluster` database). Runs until Ctrl-C. The same
-process launcher serves the benchmarks (bench/cluster.py).
+Two Daphne nodes for the sockets, one for the REST API, one Celery worker and
+exactly one beat, against the local PostgreSQL and Redis (DATABASE_URL /
+REDIS_URL, defaulting to this machine's services and a `hearo_cluster`
+database). Runs until Ctrl-C. The same process launcher serves the benchmarks
+(bench/cluster.py).
 """
 
 import os
@@ -31,13 +32,15 @@ def main() -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     subprocess.run([sys.executable, "manage.py", "ensure_demo_counselor"], cwd=ROOT, env=env, check=True)
     logdir = Path(tempfile.mkdtemp(prefix="hearo-cluster-"))
-    with cluster("cluster", env, logdir, nodes=2, celery=True) as running:
+    with cluster("cluster", env, logdir, nodes=2, rest_nodes=1, celery=True) as running:
         for port in running.ports:
-            print(f"node: http://127.0.0.1:{port}/")
+            print(f"socket node: http://127.0.0.1:{port}/")
+        for port in running.rest_ports:
+            print(f"REST node (what the proxy sends /api/ to): http://127.0.0.1:{port}/api/")
         print(f"worker and beat running; logs in {logdir}; Ctrl-C stops everything", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
-            while all(p.proc.poll() is None for p in [*running.nodes, *running.others]):
+            while all(p.proc.poll() is None for p in [*running.nodes, *running.rest_nodes, *running.others]):
                 time.sleep(1)
             print("a process exited; stopping the cluster", file=sys.stderr)
         except KeyboardInterrupt:

@@ -12,11 +12,11 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_it_runs_postgres_redis_two_nodes_a_proxy_one_worker_and_exactly_one_beat():
+def test_it_runs_postgres_redis_two_socket_nodes_a_rest_node_a_proxy_one_worker_and_exactly_one_beat():
     services = compose()["services"]
-    assert {"postgres", "redis", "web1", "web2", "proxy", "worker", "beat"} <= set(services)
+    assert {"postgres", "redis", "web1", "web2", "api", "proxy", "worker", "beat"} <= set(services)
     daphnes = [name for name, s in services.items() if "daphne" in s.get("command", [])]
-    assert sorted(daphnes) == ["web1", "web2"]
+    assert sorted(daphnes) == ["api", "web1", "web2"]
     beats = [name for name, s in services.items() if "beat" in s.get("command", [])]
     assert beats == ["beat"]
     assert services["beat"].get("deploy", {}).get("replicas", 1) == 1
@@ -24,13 +24,14 @@ def test_it_runs_postgres_redis_two_nodes_a_proxy_one_worker_and_exactly_one_bea
 
 def test_every_app_process_is_wired_to_postgres_and_redis_and_waits_for_them():
     services = compose()["services"]
-    for name in ("web1", "web2", "worker", "beat", "migrate"):
+    for name in ("web1", "web2", "api", "worker", "beat", "migrate"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://") and "@postgres:" in env["DATABASE_URL"]
         assert env["REDIS_URL"].startswith("redis://redis:")
         assert "LIVEKIT_API_SECRET" in env and "SECRET_KEY" in env
-    for name in ("postgres", "redis", "web1", "web2", "proxy"):
+    for name in ("postgres", "redis", "web1", "web2", "api", "proxy"):
         assert "healthcheck" in services[name], name
+    assert set(services["proxy"]["depends_on"]) == {"web1", "web2", "api"}
 
 
 def test_the_proxy_upgrades_websockets_and_keeps_sockjs_sessions_sticky():
@@ -45,3 +46,16 @@ def test_the_proxy_upgrades_websockets_and_keeps_sockjs_sessions_sticky():
     assert "buffering off" in conf  # streaming transports
     volumes = compose()["services"]["proxy"]["volumes"]
     assert any(v.startswith("./deploy/nginx.conf:") for v in volumes)
+
+
+def test_the_rest_api_goes_to_the_node_without_sockets_and_falls_back_to_the_socket_nodes():
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert re.search(r"location /api/ \{[^}]*proxy_pass http://hearo_api;", conf, re.S)
+    rest = re.search(r"upstream hearo_api \{(.*?)\}", conf, re.S).group(1)
+    servers = dict(re.findall(r"server (\w+):8000([^;]*);", rest))
+    assert "backup" not in servers.pop("api")
+    assert servers and all("backup" in options for options in servers.values())
+    assert set(servers) == {"web1", "web2"}
+    # sockets never reach the api node: /ws/ and /ws/sockjs/ have their own upstreams
+    sockets = re.search(r"upstream hearo \{(.*?)\}", conf, re.S).group(1)
+    assert "api:" not in sockets
