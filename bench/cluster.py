@@ -80,6 +80,26 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def sched_ms(pid: int) -> dict:
+    """CPU time, time spent runnable but waiting for a CPU, and timeslices, summed over a process's threads.
+
+    From /proc/{pid}/task/*/schedstat (the kernel's sched_info): the wait is
+    how long the process was ready to run while every CPU was busy elsewhere.
+    """
+    cpu = wait = slices = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            on_cpu, queued, n = (int(v) for v in (task / "schedstat").read_text().split())
+        except (FileNotFoundError, ValueError):
+            continue  # a thread that ended meanwhile
+        cpu, wait, slices = cpu + on_cpu, wait + queued, slices + n
+    return {"cpu_ms": cpu / 1e6, "runqueue_wait_ms": wait / 1e6, "slices": slices}
+
+
+def sched_delta(before: dict, after: dict) -> dict:
+    return {key: round(after[key] - before[key], 1) for key in before}
+
+
 # -- Redis and PostgreSQL ------------------------------------------------------------
 
 

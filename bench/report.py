@@ -274,6 +274,18 @@ def heartbeat_section(results: dict) -> str:
     for run in django.get("runs", []):
         rows.append(_hb_row("Django view (HEARO_HEARTBEAT_FASTPATH=0), both nodes", run))
     out.append(table(HB_HEADER, rows))
+    sched = [
+        [label, process, *_sched_cells(numbers)]
+        for label, run in (("REST node", fast.get("rest_node")), ("both socket nodes", fast.get("main")))
+        for process, numbers in ((run or {}).get("sched") or {}).items()
+    ]
+    if sched:
+        out.append(
+            "\nWhere the processes' time went during those two 500/s runs (`/proc/{pid}/task/*/schedstat`: time on a "
+            "CPU, and time *ready to run but waiting for a CPU* because both vCPUs were busy elsewhere):\n\n"
+        )
+        header = ["beats sent to", "process", "on CPU", "waiting for a CPU", "timeslices", "wait / slice"]
+        out.append(table(header, sched))
     knee = [_hb_row("REST node", run) for run in fast.get("rest_knee", [])]
     knee += [_hb_row("both socket nodes", run) for run in fast.get("knee", [])]
     if knee:
@@ -308,6 +320,17 @@ def _hb_row(label: str, run: dict) -> list:
         f"{bad} / {load['unfinished'] + load['errors']}",
         fmt(load["scheduler_lag_ms"]["p99"], " ms"),
         f"{fmt(fan['latency_ms']['p50'], ' ms')} / {fmt(fan['latency_ms']['p99'], ' ms')}",
+    ]
+
+
+def _sched_cells(numbers: dict) -> list:
+    slices = numbers["slices"]
+    per_slice = numbers["runqueue_wait_ms"] / slices if slices else None
+    return [
+        fmt(numbers["cpu_ms"], " ms"),
+        fmt(numbers["runqueue_wait_ms"], " ms"),
+        f"{slices:,.0f}",
+        fmt(None if per_slice is None else per_slice * 1000, " µs"),
     ]
 
 
@@ -424,13 +447,17 @@ GENERIC = (
 
 
 def profiles_section(results: dict) -> str:
-    out = ["## Profiles (py-spy, node A, separate runs not counted above)\n\n"]
+    out = ["## Profiles (py-spy, socket node A unless said otherwise; separate runs not counted above)\n\n"]
     big = max(get(results, "fanout", "hub", default={"0": None}), key=int)
     for title, prof in (
         (f"Fan-out, N = {big}, 8 more changes", get(results, "fanout", "hub", big, "profile_node_a", "profile")),
         (
             "Heartbeat 500 req/s on both nodes + fan-out",
             get(results, "heartbeat", "fastpath", "profiled", "profile_node_a"),
+        ),
+        (
+            "Heartbeat 500 req/s on the REST node + fan-out (the REST node's profile)",
+            get(results, "heartbeat", "fastpath", "rest_profiled", "profile_rest_node"),
         ),
     ):
         if not prof or not prof.get("samples"):

@@ -148,15 +148,20 @@ class Suite:
             # As deployed: the proxy sends /api/ to a node that holds no sockets. First
             # after the clients connect, the least favourable slot (see RESULTS.md).
             rest = (self.ctx, nodes.rest_ports, room, http, seats)
-            rest_main = await heartbeat.under_fanout(*rest, p.heartbeat_rate, p.heartbeat_seconds)
-            main = await heartbeat.under_fanout(*both, p.heartbeat_rate, p.heartbeat_seconds)
+            watch = {"REST node": nodes.rest_nodes[0].pid, "socket node A": nodes.pid(0), "socket node B": nodes.pid(1)}
+            rest_main = await heartbeat.under_fanout(*rest, p.heartbeat_rate, p.heartbeat_seconds, watch)
+            main = await heartbeat.under_fanout(*both, p.heartbeat_rate, p.heartbeat_seconds, watch)
             single = await heartbeat.under_fanout(*one, p.heartbeat_rate, p.knee_seconds)
             knee = await heartbeat.heartbeat_runs(*both, list(p.knee_rates), p.knee_seconds)
             rest_knee = await heartbeat.heartbeat_runs(*rest, list(p.knee_rates), p.knee_seconds)
             sampler = asyncio.create_task(profile.record(nodes.pid(0), max(2, p.knee_seconds - 1)))
             profiled = await heartbeat.under_fanout(*both, p.heartbeat_rate, p.knee_seconds)
             profiled["profile_node_a"] = await sampler
+            sampler = asyncio.create_task(profile.record(nodes.rest_nodes[0].pid, max(2, p.knee_seconds - 1)))
+            rest_profiled = await heartbeat.under_fanout(*rest, p.heartbeat_rate, p.knee_seconds)
+            rest_profiled["profile_rest_node"] = await sampler
             return {
+                "rest_profiled": rest_profiled,
                 "rest_node": rest_main,
                 "main": main,
                 "single_node": single,

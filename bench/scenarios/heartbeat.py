@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.cluster import ROOT
+from bench.cluster import ROOT, sched_delta, sched_ms
 from bench.scenarios.fanout import changes_run, changes_summary
 
 CHANGE_PAUSE = 1.0
@@ -72,16 +72,25 @@ async def _changes_until(done: asyncio.Event, room, http, bound: float) -> list[
     return out
 
 
-async def under_fanout(ctx, ports, room, http, seats, rate: float, duration: float) -> dict:
-    """Heartbeats at ``rate`` for ``duration`` s against ``ports``, fan-out changes running meanwhile."""
+async def under_fanout(
+    ctx, ports, room, http, seats, rate: float, duration: float, watch: dict[str, int] | None = None
+) -> dict:
+    """Heartbeats at ``rate`` for ``duration`` s against ``ports``, fan-out changes running meanwhile.
+
+    ``watch`` names processes (label -> pid) whose CPU and run-queue wait are recorded over the run.
+    """
     done = asyncio.Event()
+    before = {label: sched_ms(pid) for label, pid in (watch or {}).items()}
     changer = asyncio.create_task(_changes_until(done, room, http, bound=10))
     try:
         load = await loadgen(ctx, ports, seats, rate=rate, duration=duration)
     finally:
         done.set()
     changes = await changer
-    return {"rate": rate, "nodes": len(ports), "load": load, "fanout_during": changes_summary(changes)["all"]}
+    out = {"rate": rate, "nodes": len(ports), "load": load, "fanout_during": changes_summary(changes)["all"]}
+    if watch:
+        out["sched"] = {label: sched_delta(before[label], sched_ms(pid)) for label, pid in watch.items()}
+    return out
 
 
 async def heartbeat_runs(ctx, ports, room, http, seats, rates: list[float], duration: float) -> list[dict]:
