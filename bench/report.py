@@ -505,10 +505,34 @@ def analysis_section(results: dict) -> str:
             f"{fmt(burst['latency_ms']['p50'], ' ms')}. The nodes' own broadcast-to-last-push time averages {nodes}; "
             f"the rest is the cancel's HTTP round trip (p50 {fmt(r['cancel']['request_ms']['p50'], ' ms')}) and the "
             f"single harness process reading every frame on the same 2 vCPUs. Naive (raised capacity) p50 is "
-            f"{fmt(ratio(naive, lat['p50']), 'x')} the hub's.\n"
+            f"{fmt(ratio(naive, lat['p50']), 'x')} the hub's.{_stalls(r)}\n"
         )
     out.append(ANALYSIS_STATIC)
     return "".join(out)
+
+
+def _stalls(r: dict) -> str:
+    """The changes far slower than the median, set beside the nodes' full garbage collections."""
+    done = [c for c in r.get("changes_raw", []) if c.get("latency") is not None]
+    if not done:
+        return ""
+    median = sorted(c["latency"] for c in done)[len(done) // 2]
+    slow = [c for c in done if c["latency"] > 2 * median]
+    gcs = r.get("node_full_collections") or []
+    out = ""
+    if slow:
+        listed = ", ".join(f"{c['latency'] * 1000:.0f} ms ({c['affected']:,} moved)" for c in slow)
+        out += f" Changes over twice the median: {listed}."
+    if gcs:
+        per_node = "; ".join(
+            f"node {'AB'[i]}: {g['count']} ({fmt(g['total_ms'], ' ms')} in all, {g['over_100ms']} over 100 ms)"
+            for i, g in enumerate(gcs[:2])
+        )
+        out += f" Full garbage collections meanwhile ({_GC_METRIC}): {per_node}."
+    return out
+
+
+_GC_METRIC = '`hearo_gc_pause_seconds{generation="2"}`'
 
 
 ANALYSIS_STATIC = """* **What changed since the first recorded run** (p99 186 ms / 1,119 ms at N = 1,000 / 5,000, 15-28

@@ -1,5 +1,6 @@
 """Operations: health, readiness, metrics, rate limits, production settings."""
 
+import gc
 import os
 import subprocess
 import sys
@@ -40,6 +41,26 @@ def test_metrics_are_prometheus_text_named_hearo(client, join):
     assert "hearo_longest_wait_seconds" in body
     assert 'hearo_counselors{status="AVAILABLE"}' in body
     assert "hearo_fanout_seconds_bucket" in body
+
+
+def metric_values(client, prefix: str) -> dict[str, float]:
+    lines = client.get("/metrics").content.decode().splitlines()
+    return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in lines if line.startswith(prefix))}
+
+
+def test_metrics_time_every_full_garbage_collection_of_the_process(client):
+    full = 'hearo_gc_pause_seconds_count{generation="2"}'
+    total = 'hearo_gc_pause_seconds_sum{generation="2"}'
+    before = metric_values(client, "hearo_gc_pause_seconds")
+    gc.collect()
+    gc.collect()
+    after = metric_values(client, "hearo_gc_pause_seconds")
+    assert after[full] >= before[full] + 2
+    assert after[total] > before[total]
+    # a histogram: the +Inf bucket holds every pause, and the buckets never decrease
+    assert after['hearo_gc_pause_seconds_bucket{generation="2",le="+Inf"}'] == after[full]
+    buckets = [v for k, v in after.items() if k.startswith('hearo_gc_pause_seconds_bucket{generation="2"')]
+    assert buckets == sorted(buckets)
 
 
 def test_joining_too_often_from_one_address_is_a_json_429(api, settings):

@@ -118,22 +118,30 @@ async def fanout_measure(ctx, ports, room: Room, http: HttpConn, plan: dict, *, 
     # Warm-up, not counted: a node's first cancel and first matcher trigger
     # pay one-off costs (Celery's first publish, lazy imports) in any design.
     await changes_run(room, http, {**plan, "changes": WARMUP_CHANGES}, random.Random(-n))
-    before = await node_fanout_seconds(ports)
+    before = await node_scrape(ports)
     changes = await changes_run(room, http, plan, random.Random(n))
     await asyncio.sleep(1.0)
-    server_ms = node_fanout_mean_ms(before, await node_fanout_seconds(ports))
+    after = await node_scrape(ports)
+    server_ms = node_fanout_mean_ms(before, after)
     audit = room.audit(await asyncio.to_thread(seed.queue_truth))
     result = {"n": n, "connect_s": round(room.connect_s, 1), "connect_retries": len(room.retries), "audit": audit}
     result.update(changes_summary(changes))
     result["node_fanout_mean_ms"] = server_ms
+    result["node_full_collections"] = node_full_collections(before, after)
     result["changes_raw"] = changes
     if count_redis:
         result["redis"] = await redis_per_change(room, http, ctx, plan["bound"])
     return result
 
 
-async def node_fanout_seconds(ports: list[int]) -> list[tuple[float, float]]:
-    """Return each node's (sum, count) of hearo_fanout_seconds: broadcast in -> last push out."""
+FANOUT_SUM, FANOUT_COUNT = "hearo_fanout_seconds_sum", "hearo_fanout_seconds_count"
+GC_FULL = 'hearo_gc_pause_seconds_{}{{generation="2"}}'
+GC_FULL_UNDER = 'hearo_gc_pause_seconds_bucket{generation="2",le="0.1"}'
+
+
+async def node_scrape(ports: list[int]) -> list[dict[str, float]]:
+    """Return each node's fan-out and full-collection (generation 2) figures from its /metrics."""
+    wanted = {FANOUT_SUM, FANOUT_COUNT, GC_FULL.format("sum"), GC_FULL.format("count"), GC_FULL_UNDER}
     out = []
     for port in ports:
         conn = await HttpConn(port).open()
@@ -142,18 +150,31 @@ async def node_fanout_seconds(ports: list[int]) -> list[tuple[float, float]]:
             _, text = await conn._response()
         finally:
             conn.close()
-        values = dict(
-            line.split(" ", 1) for line in text.decode().splitlines() if line.startswith("hearo_fanout_seconds_")
-        )
-        out.append(
-            (float(values.get("hearo_fanout_seconds_sum", 0)), float(values.get("hearo_fanout_seconds_count", 0)))
-        )
+        pairs = (line.rsplit(" ", 1) for line in text.decode().splitlines() if not line.startswith("#"))
+        out.append({name: float(value) for name, value in pairs if name in wanted})
     return out
 
 
-def node_fanout_mean_ms(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> list[float | None]:
+def node_fanout_mean_ms(before: list[dict], after: list[dict]) -> list[float | None]:
     """Return each node's mean server-side fan-out time (ms) between two scrapes."""
     means = []
-    for (s0, c0), (s1, c1) in zip(before, after, strict=True):
-        means.append(round((s1 - s0) / (c1 - c0) * 1000, 1) if c1 > c0 else None)
+    for b, a in zip(before, after, strict=True):
+        count = a.get(FANOUT_COUNT, 0) - b.get(FANOUT_COUNT, 0)
+        means.append(round((a.get(FANOUT_SUM, 0) - b.get(FANOUT_SUM, 0)) / count * 1000, 1) if count else None)
     return means
+
+
+def node_full_collections(before: list[dict], after: list[dict]) -> list[dict]:
+    """Return each node's full garbage collections between two scrapes: how many, their total, how many > 100 ms."""
+
+    def delta(b: dict, a: dict, key: str) -> float:
+        return a.get(key, 0) - b.get(key, 0)
+
+    return [
+        {
+            "count": int(delta(b, a, GC_FULL.format("count"))),
+            "total_ms": round(delta(b, a, GC_FULL.format("sum")) * 1000, 1),
+            "over_100ms": int(delta(b, a, GC_FULL.format("count")) - delta(b, a, GC_FULL_UNDER)),
+        }
+        for b, a in zip(before, after, strict=True)
+    ]
