@@ -541,33 +541,49 @@ ANALYSIS_STATIC = """* **What changed since the first recorded run** (p99 186 ms
   instead of ids, customer ids and every row's timestamp; the hub yields the event loop every 2 ms instead of every 100
   pushes; a fast heartbeat is one Redis round trip (a Lua script) instead of two; the URLconf is imported at start-up
   (py-spy showed the first request importing every view while the node's pushes waited); Daphne runs with `-v0`; no
-  persistent PostgreSQL connections under Daphne; two unmeasured warm-up changes before each fan-out measurement.
-* **Fan-out at N = 5,000 is CPU-bound on this box, and its p99 is two stalls**: 18 of the 20 changes land between
-  63 ms and 333 ms, growing with the number of clients that moved (about 65 ms per 1,000 moved clients end to end; a
-  burst moves all 5,000). The p99 is set by two cancels that took 539 ms and 732 ms although one of them moved only
-  878 clients, so they waited on something other than their own work: the same two vCPUs run both nodes, the harness
-  parsing every one of the 5,000 clients' frames, PostgreSQL, Redis, RabbitMQ and the other tenants of a shared
-  machine (see the load averages). The profile below shows where a node's time goes: its pushes (the STOMP encoder
-  and HearO's code are ~11 µs a frame, measured in-process) and, mostly, Daphne/autobahn/Twisted per frame: a
-  `transport.write` each (`untilConcludes`, the socket send), an epoll modify to start and stop watching the socket,
-  the ASGI send hop. What is left server-side is per-frame and outside HearO's code: more processes per host (the
-  hubs scale out by node: each node pushes only to its own sockets), or a server with cheaper writes.
+  persistent PostgreSQL connections under Daphne; two unmeasured warm-up changes before each fan-out measurement; the
+  REST API on a node of its own, as `docker-compose.yml` deploys it.
+* **Fan-out at N = 5,000: the p99 is a full garbage collection.** The changes land in proportion to the clients that
+  moved (roughly 70 ms per 1,000 moved clients end to end here; a burst moves all 5,000), except the ones listed above
+  as over twice the median, and every such stall coincides with a full (generation 2) collection on a node, timed by
+  the node itself (`hearo_gc_pause_seconds`, in `/metrics`). With 2,500 sockets a Daphne process holds millions of
+  long-lived objects (Twisted, autobahn, Channels and HearO's per connection) and a full collection walks them all
+  with the event loop stopped: about half a second here, once or twice in 20 changes, and the change in flight waits
+  it out. Every run on this box today had that shape (p99 578-814 ms, set by one or two changes); where the nodes'
+  collections were timed (this run, and a separate run of the same scenario: stalls of 542 and 731 ms, one 0.5 s
+  full collection on each node) every stall matched a collection. Left, and why: fewer objects per process shortens
+  the pause in proportion (more Daphne processes per host: each hub pushes only to its own sockets, so the design
+  scales out by process); `gc.freeze()` after a connection storm would skip the walk but
+  would also freeze, and leak, every reference cycle of the connections that later close, so it is not done blindly;
+  Python 3.14's incremental collector is outside the fixed stack (3.11). The profile below shows where a node's time
+  goes otherwise: its pushes (the STOMP encoder and HearO's code are ~11 µs a frame, measured in-process) and, mostly,
+  Daphne/autobahn/Twisted per frame: a `transport.write` each (`untilConcludes`, the socket send), an epoll modify to
+  start and stop watching the socket, the ASGI send hop.
+* **Speed-up over the naive design is bounded by the naive design's speed that day.** Naive spends ~1.3 ms of Redis
+  round trips per moved customer, one after another inside the cancel's request: 700-720 ms at N = 1,000 in this run
+  and in two more today, 2.1 s in the run recorded earlier (load average 5.6, which slows round trips more than it
+  slows the hub). The hub's p50 was 54-72 ms in all of them: the cancel's own HTTP round trip (~20 ms) plus ~35 ms for
+  each node to push ~300 frames and for the harness to read ~600. 20x at N = 1,000 needs the hub under ~35 ms end to
+  end, about the cancel's round trip plus Daphne's per-frame cost: missed on an unloaded box (11-13x), met on a
+  loaded one (29.5x). The gap widens with N (24.5x at 5,000 here), and the naive design also loses messages at
+  channels-redis's default capacity.
 * **Redis per change**: the queue change itself is one `PUBLISH` whatever N (the test suite asserts exactly one
   command for a queue change at N = 10 and N = 1,000); a matcher burst is nothing else. A cancel also tells the
   leaving customer CANCELLED (a per-customer channels-redis group message: 7 top-level commands to send, 4 per
   receiving process), drops its lease and token (one `DEL`) and queues a matcher pass (Celery), which is why its row
   is larger. The remaining differences between rows are idle-window noise (idle nodes poll their channels with
   `BZPOPMIN`).
-* **Heartbeat p99 under fan-out is saturation, not a stall in HearO's code**: the knee shows the shape. With both nodes
-  and fan-out running, 250 and 500 beats/s keep p50 under 10 ms and p99 near 110 ms; at 1,000/s p99 is seconds. The
-  measured 500/s run (the first after the 5,000 clients connect) ran while its fan-out took 501 ms p50 instead of
-  ~200 ms in the knee's 500/s run, and node A alone cannot take 500/s during fan-out (415/s achieved). The profile of
-  that run has the nodes in `select` a quarter of the time and the rest in socket writes (to clients and to Redis)
-  and Twisted's HTTP parsing; each beat is one Redis round trip and no database. On this box the load generator, the
-  harness's 5,000 clients and both nodes share two vCPUs, so beats queue behind pushes when a change moves thousands
-  of clients. Server options left: serve the beat on processes that hold no sockets (route `/api/queue/heartbeat` to
-  separate Daphne processes in the proxy), or keep WebSocket clients off the REST beat entirely, as HearO already does
-  in production (socket traffic renews the lease; only the polling tier needs the REST beat).
+* **Heartbeat under fan-out: the REST node takes the garbage-collection tail away, not the CPU contention.** Beats
+  are cheap everywhere (p50 1-2 ms; one Redis round trip, no database). Sent to the socket nodes, a beat that arrives
+  while its node collects or pushes thousands of frames waits on the same event loop: their worst cases (~0.5-0.6 s)
+  are the full-collection pauses above. The REST node holds no sockets, its heap is small and its worst case stays
+  near 0.1-0.2 s; but its p99 at 500/s still misses 50 ms: 48-154 ms across the runs today (knee runs included), with
+  5-6 ms at 250/s. The run-queue table shows why: while a change moves thousands of clients, both vCPUs are taken by
+  the socket nodes, the harness parsing 5,000 clients' frames and the load generator itself, and a socket node
+  waited up to 2 s for a CPU within a 10 s run. A beat that arrives then waits for a CPU, whichever process serves it.
+  Deployed as `docker-compose.yml` does on a host with a core for the REST node, that wait goes; this box cannot show
+  it (two vCPUs for everything). Clients on a socket need no REST beat at all: socket traffic renews the lease, so
+  only the polling tier sends one.
 * **REST polling**: every client asks every 5 s, so N = 1,000 is 200 requests a second, above what two Django nodes
   serve for the rank view while pushing (the achieved rate and latency in its table); staleness is 2.5 s on average
   and up to 5 s by construction, against tens of milliseconds pushed.
