@@ -645,10 +645,10 @@ idle STOMP connections (connected and subscribed to their rank topic), 3 s to se
 
 NOTES = """## Method notes and noise
 
-* One machine for everything: 2 vCPUs run both Daphne nodes, the harness with all N clients, Redis, PostgreSQL,
-  RabbitMQ and the load generator, so client-side processing is inside every latency and the designs compete with
-  their own load. It is shared and noisy (see the load averages above); medians are the figures to quote, p99 over
-  25-30 changes is close to the max.
+* One machine for everything: 2 vCPUs run the Daphne nodes (two socket nodes, and a REST node in the hub phase),
+  the harness with all N clients, Redis, PostgreSQL, RabbitMQ and the load generator, so client-side processing is
+  inside every latency and the designs compete with their own load. It is shared and noisy (see the load averages
+  above); medians are the figures to quote, p99 over 25-30 changes is close to the max.
 * A private `redis-server` (free port, no persistence) is started for the run so that MONITOR and command counts
   see nothing but the system under test; PostgreSQL gets its own database `hearo_bench`, created and dropped.
 * Redis commands: MONITOR shows commands run inside Lua scripts (channels-redis `group_send`) separately; they
