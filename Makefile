@@ -31,7 +31,7 @@ run: install
 test: install
 	HEARO_CACHE_PREFIX=hearo-test HEARO_CHANNEL_PREFIX=hearo-test $(PY) -m pytest $(PYTEST_ARGS)
 
-# About 22 minutes: starts its own Redis, database and servers; writes bench/RESULTS.md and bench/results.json.
+# About 15 minutes: starts its own Redis, database and servers; writes bench/RESULTS.md and bench/results.json.
 bench: install
 	$(PY) -m bench.run --command "make bench"
 

@@ -1,6 +1,6 @@
 """Run the HearO benchmark suite (issue #7) and write bench/results.json and bench/RESULTS.md.
 
-    .venv/bin/python -m bench.run            # the whole suite, about 22 minutes
+    .venv/bin/python -m bench.run            # the whole suite, about 15 minutes
     .venv/bin/python -m bench.run --quick    # a smoke run, about 2 minutes
     .venv/bin/python -m bench.run --phases hub --out /tmp   # one phase, results kept out of bench/
 
