@@ -150,8 +150,14 @@ class PushConnection:
             await hub.refresh_one(watcher)
 
     def _newer(self, body: dict) -> bool:
-        """Record a customer message's seq; False if the connection already delivered a later change."""
-        seq = body.get("seq", 0)
+        """Record a customer message's seq; False if the connection already delivered a later change.
+
+        A message without one is not about a change to the visit (the naive
+        fan-out baseline's ranks): the queue ``version`` orders those.
+        """
+        seq = body.get("seq")
+        if seq is None:
+            return True
         if seq < self.seq:
             return False
         self.seq = seq

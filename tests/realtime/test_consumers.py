@@ -309,3 +309,22 @@ async def test_a_customer_message_older_than_one_delivered_is_dropped(stomp, sjo
         await layer.group_send(events.customer_group(customer_id), {"type": "customer.event", "body": body})
     assert (await client.json())["status"] == "EXPIRED"
     assert await client.nothing(0.5)  # the older WAITING never reaches the page
+
+
+async def test_a_customer_message_without_a_seq_is_not_taken_for_stale(stomp, sjoin):
+    # The naive fan-out baseline sends ranks with a version and no seq.
+    from channels.layers import get_channel_layer
+
+    from realtime import events
+
+    joined = await sjoin()
+    customer_id = joined.registration.customer.customer_id
+    client = stomp()
+    await client.connect(**bearer(joined.token))
+    await client.send("SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{customer_id}"})
+    assert (await client.json())["seq"] > 0  # the join's history row
+    ids = {"customer_id": customer_id, "registration_id": joined.registration.id}
+    body = events.waiting(**ids, rank=7, version=10**6, eta=None)
+    assert "seq" not in body
+    await get_channel_layer().group_send(events.customer_group(customer_id), {"type": "customer.event", "body": body})
+    assert (await client.json())["rank"] == 7
