@@ -54,7 +54,8 @@ def harness_mode(*, fanout: str, capacity: int) -> None:
     layer must carry the same capacity as the nodes under test.
     """
     from channels.layers import get_channel_layer
-    from django.conf import settings
+    from common import publish
+    from realtime.naive_fanout import naive_fanout
 
-    settings.HEARO_FANOUT = fanout
+    publish.queue_publisher_set(naive_fanout if fanout == "naive" else publish.queue_broadcast)
     get_channel_layer().capacity = capacity

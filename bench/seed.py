@@ -15,8 +15,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
+from matching.counselors import counselor_create
 from matching.models import Counselor, CounselorEvent, Match, MatchEvent
-from matching.services import counselor_create
 from queues import leases
 from queues.models import Customer, Registration, RegistrationEvent
 from queues.selectors import queue_snapshot, token_hash

@@ -10,8 +10,10 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from hearo import metrics
-from matching.services import MATCHER_STAMP_KEY
+from common import metrics
+from matching.matcher import MATCHER_STAMP_KEY
+from matching.models import Counselor
+from queues.selectors import queue_order
 
 
 def healthz(request):
@@ -77,6 +79,19 @@ def readyz(request):
     )
 
 
+def queue_gauges_refresh() -> None:
+    """Set the queue's gauges from the database (on scrape)."""
+    snapshot = queue_order()
+    metrics.waiting.set(len(snapshot.ids))
+    head = snapshot.head_enqueued_at
+    metrics.longest_wait.set(time.time() - head.timestamp() if head else 0)
+    by_status = dict.fromkeys(Counselor.Status.values, 0)
+    for status in Counselor.objects.values_list("status", flat=True):
+        by_status[status] += 1
+    for status, count in by_status.items():
+        metrics.counselors.labels(status=status).set(count)
+
+
 def prometheus(request):
-    metrics.refresh_queue_gauges()
+    queue_gauges_refresh()
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -17,7 +17,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hearo.errors import DomainError
+from common.errors import DomainError
 from matching import dashboard
 from matching.selectors import counselor_for_user, counselor_profile
 from queues.selectors import queue_order

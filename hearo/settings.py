@@ -237,7 +237,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "hearo.api.exception_handler",
+    "EXCEPTION_HANDLER": "common.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -289,9 +289,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     # One handler for everything, behind the filter that scrubs bearer tokens,
     # JWTs and the configured secrets (hearo/logs.py).
-    "filters": {"redact": {"()": "hearo.logs.RedactSecrets"}},
+    "filters": {"redact": {"()": "common.logs.RedactSecrets"}},
     "formatters": {
-        "plain": {"()": "hearo.logs.PlainFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "common.logs.PlainFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(levelname)s %(name)s %(message)s",

@@ -2,16 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from common.api import json_error_view
 from hearo import health
-from hearo.api import json_error_view
 from matching import apis as matching_apis
 from queues import apis as queue_apis
 
 api = [
     path("api/queue/join", queue_apis.JoinApi.as_view(), name="queue-join"),
     path("api/queue/heartbeat", queue_apis.HeartbeatApi.as_view(), name="queue-heartbeat"),
-    path("api/queue/rank", queue_apis.RankApi.as_view(), name="queue-rank"),
-    # Matching's cancel: a WAITING visit leaves the queue as before, a matched one ends its match.
+    path("api/queue/rank", matching_apis.RankApi.as_view(), name="queue-rank"),
     path("api/queue/cancel", matching_apis.CancelApi.as_view(), name="queue-cancel"),
     path("api/auth/token", matching_apis.TokenApi.as_view(), name="auth-token"),
     path("api/counselor/me", matching_apis.MeApi.as_view(), name="counselor-me"),

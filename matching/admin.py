@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.utils.html import format_html, format_html_join
 
-from matching import selectors, services
+from matching import counselors, selectors
 from matching.models import Counselor, CounselorEvent, Match, MatchEvent
 from queues.admin import RegistrationAdmin
 from queues.models import Registration
@@ -76,7 +76,7 @@ class CounselorAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        created = services.counselor_create(
+        created = counselors.counselor_create(
             username=form.cleaned_data["username"],
             password=form.cleaned_data["password"],
             display_name=form.cleaned_data.get("display_name", ""),

@@ -11,15 +11,34 @@ from rest_framework.authtoken.models import Token
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hearo.api import StrictCharField, StrictSerializer, bearer_token
-from hearo.errors import Forbidden, Unauthorized
-from matching import handoff, livekit, selectors, services
+from common import events
+from common.api import StrictCharField, StrictSerializer, bearer_token
+from common.errors import Forbidden, Unauthorized
+from matching import counselors, handoff, livekit, selectors
 from matching.models import Counselor
 from queues import apis as queue_apis
 from queues.apis import ERROR
 from queues.selectors import registration_by_token
-from realtime import events
 
+STATE = inline_serializer(
+    "QueueState",
+    {
+        "customerId": serializers.CharField(),
+        "registrationId": serializers.IntegerField(),
+        "status": serializers.ChoiceField(["WAITING", "MATCHED", "IN_CALL", "COMPLETED", "CANCELLED", "EXPIRED"]),
+        "rank": serializers.IntegerField(required=False, help_text="while WAITING"),
+        "estimatedWaitSeconds": serializers.IntegerField(required=False, allow_null=True),
+        "version": serializers.IntegerField(required=False, help_text="queue version; drop older messages"),
+        "seq": serializers.IntegerField(
+            help_text="this visit's change counter: a message with a lower seq than one already seen is stale"
+        ),
+        "identity": serializers.CharField(required=False, help_text="once MATCHED: your LiveKit identity"),
+        "roomName": serializers.CharField(required=False),
+        "matchId": serializers.IntegerField(required=False),
+        "reason": serializers.CharField(required=False, help_text="terminal statuses: why the visit ended"),
+        "timestamp": serializers.IntegerField(help_text="epoch milliseconds"),
+    },
+)
 PROFILE = inline_serializer(
     "Counselor",
     {
@@ -68,7 +87,7 @@ class MeApi(CounselorAPIView):
 
 
 class StatusIn(StrictSerializer):
-    status = serializers.ChoiceField(choices=list(services.SELF_SERVICE_STATUSES))
+    status = serializers.ChoiceField(choices=list(counselors.SELF_SERVICE_STATUSES))
 
 
 class StatusApi(CounselorAPIView):
@@ -76,7 +95,7 @@ class StatusApi(CounselorAPIView):
     def post(self, request):
         data = StatusIn(data=request.data)
         data.is_valid(raise_exception=True)
-        counselor = services.counselor_set_status(
+        counselor = counselors.counselor_set_status(
             counselor=self.counselor(request), status=data.validated_data["status"]
         )
         return Response(selectors.counselor_profile(counselor=counselor))
@@ -97,7 +116,7 @@ class HeartbeatApi(CounselorAPIView):
         "sets the counselor OFFLINE once the lease runs out.",
     )
     def post(self, request):
-        expires_at = services.counselor_heartbeat(counselor=self.counselor(request))
+        expires_at = counselors.counselor_heartbeat(counselor=self.counselor(request))
         return Response({"leaseExpiresAt": events.epoch_ms(expires_at)})
 
 
@@ -214,12 +233,16 @@ class LiveKitWebhookApi(APIView):
         return Response({"counted": counted})
 
 
-class CancelApi(queue_apis.CancelApi):
-    """``/api/queue/cancel`` that also ends a MATCHED or IN_CALL visit's match.
+class RankApi(queue_apis.CustomerAPIView):
+    """``/api/queue/rank``: the visit's state, rank or match (the REST-polling tier)."""
 
-    Routed in place of the queue app's view, so the queue app keeps knowing
-    nothing of matches; a WAITING cancel behaves exactly as before.
-    """
+    @extend_schema(responses={200: STATE, **queue_apis.BEARER_ERRORS}, description="The REST-polling fallback.")
+    def get(self, request):
+        return Response(selectors.registration_state(registration=self.registration(request)))
+
+
+class CancelApi(queue_apis.CustomerAPIView):
+    """``/api/queue/cancel``: leave the queue, or end a MATCHED or IN_CALL visit's match."""
 
     @extend_schema(
         request=None,

@@ -1,4 +1,17 @@
 from django.apps import AppConfig
+from django.conf import settings
+
+
+def match_pass_soon() -> None:
+    """Start a pass where this deployment runs them: this process's loop, or a Celery worker."""
+    from matching import inprocess, tasks
+
+    if settings.HEARO_INPROCESS_MATCHER:
+        inprocess.request_now()
+    else:
+        # A triggered run still queued after one interval is stale: the
+        # beat has run a pass since, so let the worker drop it.
+        tasks.match_pass_task.apply_async(expires=settings.HEARO_MATCH_INTERVAL_SECONDS)
 
 
 class MatchingConfig(AppConfig):
@@ -9,5 +22,6 @@ class MatchingConfig(AppConfig):
         from matching import triggers
         from queues import signals
 
+        triggers.match_pass_runner_set(match_pass_soon)
         # A join or a cancel may pair someone: run a pass as soon as it commits.
         signals.queue_changed.connect(triggers.on_queue_changed, dispatch_uid="matching.on_queue_changed")

@@ -4,8 +4,8 @@ from datetime import datetime, time
 
 from django.utils import timezone
 
+from common import events
 from matching.models import Counselor, Match
-from realtime import events
 
 HISTORY_LIMIT = 50
 

@@ -1,7 +1,8 @@
-"""The hand-off after a match: joining the call, completing it, cancelling the visit.
+"""The hand-off after a match and its endings: joining the call, completing it,
+cancelling the visit, undoing a hand-off that failed.
 
 Every service here locks the match first (see the lock order in
-``services.py``) and publishes on commit.
+``matcher.py``) and publishes on commit.
 """
 
 import logging
@@ -9,14 +10,14 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from hearo.errors import Conflict, Forbidden
-from hearo.logs import event_on_commit
-from matching.models import Counselor, Match
+from common import events, publish
+from common.errors import Conflict, Forbidden
+from common.logs import event_on_commit
+from matching.counselors import counselor_lock, counselor_status_change
+from matching.models import Counselor, Match, MatchEvent
 from matching.selectors import match_open_by_room, match_side_by_identity
-from matching.services import counselor_lock, counselor_status_change, match_end, match_record
 from queues.models import Registration
-from queues.services import registration_cancel, registration_leave, registration_record, registration_tell
-from realtime import events, publish
+from queues.services import registration_cancel, registration_leave, registration_move, registration_requeue
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,66 @@ def _match_lock(match_id: int) -> Match:
         .select_related("registration__customer", "counselor__user")
         .get(pk=match_id)
     )
+
+
+# --- Ending a match --------------------------------------------------------------
+
+
+def match_record(*, match: Match, what: str, actor: str) -> None:
+    MatchEvent.objects.create(match=match, what=what, actor=actor)
+
+
+def match_end(*, match: Match, reason: str, actor: str) -> bool:
+    """End an open match and tell its counselor; False if it had already ended.
+
+    The conditional UPDATE is the claim: of a timeout and a cancel racing,
+    exactly one ends the match and does the rest.
+    """
+    now = timezone.now()
+    if not Match.objects.filter(pk=match.pk, ended_at__isnull=True).update(ended_at=now, end_reason=reason):
+        return False
+    match.ended_at, match.end_reason = now, reason
+    match_record(match=match, what=f"ended: {reason}", actor=actor)
+    body = events.match_ended(match_id=match.id, room_name=match.room_name, reason=reason)
+    publish.to_counselor(match.counselor.counselor_id, body)
+    event_on_commit(
+        log,
+        f"match ended: {reason}",
+        event="match.ended",
+        match_id=match.id,
+        registration_id=match.registration_id,
+        counselor_id=match.counselor.counselor_id,
+        reason=reason,
+        actor=actor,
+    )
+    return True
+
+
+def match_undo_for_counselor(*, match: Match, reason: str, counselor_to: str) -> Registration | None:
+    """End a match the counselor failed; requeue its customer. Return the requeued visit.
+
+    The customer did nothing wrong: it goes back to WAITING with its
+    original enqueued_at, so it is at (or near) the head of the queue.
+    """
+    if not match_end(match=match, reason=reason, actor="matcher"):
+        return None
+    counselor = counselor_lock(counselor_id=match.counselor_id)
+    counselor_status_change(counselor=counselor, status=counselor_to, actor="matcher", reason=reason)
+    registration = match.registration
+    return registration if registration_requeue(registration=registration, actor="matcher", reason=reason) else None
+
+
+def match_abandon_by_customer(*, match: Match) -> bool:
+    """End a match the customer never joined: the visit expires, the counselor is free."""
+    if not match_end(match=match, reason="customer_no_show", actor="matcher"):
+        return False
+    registration_leave(registration=match.registration, status=S.EXPIRED, actor="matcher", reason="customer_no_show")
+    counselor = counselor_lock(counselor_id=match.counselor_id)
+    counselor_status_change(counselor=counselor, status=C.AVAILABLE, actor="matcher", reason="customer_no_show")
+    return True
+
+
+# --- Joining, completing, cancelling ---------------------------------------------
 
 
 @transaction.atomic(durable=True)
@@ -65,13 +126,25 @@ def match_joined(*, match_id: int, side: str, actor: str) -> Match:
 
 def _call_start(match: Match) -> None:
     registration = match.registration
-    if not Registration.objects.filter(pk=registration.pk, status=S.MATCHED).update(
-        status=S.IN_CALL, in_call_at=timezone.now()
-    ):
-        return  # already IN_CALL: a repeated confirmation
-    registration.status = S.IN_CALL
-    registration_record(registration=registration, from_status=S.MATCHED, actor="matcher", reason="both_joined")
     customer = registration.customer
+    body = events.in_call(
+        customer_id=customer.customer_id,
+        registration_id=registration.id,
+        identity=customer.identity,
+        room_name=match.room_name,
+        match_id=match.id,
+    )
+    moved = registration_move(
+        registration=registration,
+        to=S.IN_CALL,
+        expected=(S.MATCHED,),
+        actor="matcher",
+        reason="both_joined",
+        tell=body,
+        in_call_at=timezone.now(),
+    )
+    if not moved:
+        return  # already IN_CALL: a repeated confirmation
     event_on_commit(
         log,
         "call started",
@@ -81,20 +154,12 @@ def _call_start(match: Match) -> None:
         customer_id=customer.customer_id,
         counselor_id=match.counselor.counselor_id,
     )
-    body = events.in_call(
-        customer_id=customer.customer_id,
-        registration_id=registration.id,
-        identity=customer.identity,
-        room_name=match.room_name,
-        match_id=match.id,
-    )
-    registration_tell(registration=registration, body=body)
     publish.to_counselor(
         match.counselor.counselor_id,
         events.match_started(
             match_id=match.id,
             registration_id=match.registration_id,
-            customer_id=match.registration.customer.customer_id,
+            customer_id=customer.customer_id,
             room_name=match.room_name,
         ),
     )

@@ -14,6 +14,8 @@ import threading
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from matching import matcher
+
 log = logging.getLogger(__name__)
 
 
@@ -67,13 +69,11 @@ def request_now() -> None:
 
 async def run_forever(interval: float) -> None:
     """Run a pass every ``interval`` seconds, or sooner when woken; never return."""
-    from matching import services  # the services import the triggers that import this
-
     if _matcher.wake is None or _matcher.loop is not asyncio.get_running_loop():
         _matcher.loop, _matcher.wake = asyncio.get_running_loop(), asyncio.Event()
     wake = _matcher.wake
     # This loop is the schedule: any pass it runs shows it alive, so each stamps readiness.
-    run_pass = database_sync_to_async(services.match_pass_periodic)
+    run_pass = database_sync_to_async(matcher.match_pass_periodic)
     while True:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(interval):  # not wait_for: it can swallow a cancel on 3.11

@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 from livekit import api
 
-from hearo.errors import Unauthorized
+from common.errors import Unauthorized
 from matching.models import Match
 
 

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from common.models import StatusEvent
 from queues.models import Registration
 
 
@@ -88,19 +89,10 @@ class Match(models.Model):
         return self.counselor.identity
 
 
-class CounselorEvent(models.Model):
+class CounselorEvent(StatusEvent):
+    """One recorded transition of a counselor's status: who, what, when, why."""
+
     counselor = models.ForeignKey(Counselor, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=10, blank=True)
-    to_status = models.CharField(max_length=10)
-    actor = models.CharField(max_length=80)
-    reason = models.CharField(max_length=80, blank=True)
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.from_status or '-'} → {self.to_status} ({self.reason})"
 
 
 class MatchEvent(models.Model):

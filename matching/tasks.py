@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from matching import services
+from matching import matcher
 
 
 @shared_task(name="matching.match_pass", ignore_result=True)
@@ -13,6 +13,6 @@ def match_pass_task(scheduled: bool = False) -> None:
     while event-driven passes keep matching.
     """
     if scheduled:
-        services.match_pass_periodic()
+        matcher.match_pass_periodic()
     else:
-        services.match_pass()
+        matcher.match_pass()

@@ -3,9 +3,12 @@
 Where the pass runs depends on the deployment: in the web process itself
 (the embedded default, ``HEARO_INPROCESS_MATCHER``) or on a Celery worker.
 Callers never care which; they call ``request_match_pass`` after commit.
+The services that free a seat sit below the matcher, so they cannot import
+it: ``MatchingConfig.ready`` registers the runner here instead.
 """
 
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -15,21 +18,21 @@ log = logging.getLogger(__name__)
 # empty pass (a pass already pairs everyone it requeued).
 PASS_REASONS = frozenset({"matched", "requeued", "expired"})
 
+_runner: Callable[[], None] | None = None
+
+
+def match_pass_runner_set(runner: Callable[[], None]) -> None:
+    """Register what starts a pass soon (called once, from ``MatchingConfig.ready``)."""
+    global _runner
+    _runner = runner
+
 
 def request_match_pass() -> None:
     """Run a matcher pass soon; never raises (the periodic pass is the safety net)."""
-    if not settings.HEARO_MATCH_ON_EVENTS:
+    if not settings.HEARO_MATCH_ON_EVENTS or _runner is None:
         return
-    # Imported here: both modules import the services that call this one.
-    from matching import inprocess, tasks
-
     try:
-        if settings.HEARO_INPROCESS_MATCHER:
-            inprocess.request_now()
-        else:
-            # A triggered run still queued after one interval is stale: the
-            # beat has run a pass since, so let the worker drop it.
-            tasks.match_pass_task.apply_async(expires=settings.HEARO_MATCH_INTERVAL_SECONDS)
+        _runner()
     except Exception:
         log.exception("could not request a matcher pass; the periodic pass will run it")
 

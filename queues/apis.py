@@ -7,31 +7,12 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hearo.api import StrictCharField, StrictSerializer, bearer_token
-from hearo.errors import TooManyRequests
+from common import events
+from common.api import StrictCharField, StrictSerializer, bearer_token
+from common.errors import TooManyRequests
 from queues import selectors, services
-from realtime import events
 
 ERROR = inline_serializer("Error", {"error": serializers.CharField(), "detail": serializers.JSONField()})
-STATE = inline_serializer(
-    "QueueState",
-    {
-        "customerId": serializers.CharField(),
-        "registrationId": serializers.IntegerField(),
-        "status": serializers.ChoiceField(["WAITING", "MATCHED", "IN_CALL", "COMPLETED", "CANCELLED", "EXPIRED"]),
-        "rank": serializers.IntegerField(required=False, help_text="while WAITING"),
-        "estimatedWaitSeconds": serializers.IntegerField(required=False, allow_null=True),
-        "version": serializers.IntegerField(required=False, help_text="queue version; drop older messages"),
-        "seq": serializers.IntegerField(
-            help_text="this visit's change counter: a message with a lower seq than one already seen is stale"
-        ),
-        "identity": serializers.CharField(required=False, help_text="once MATCHED: your LiveKit identity"),
-        "roomName": serializers.CharField(required=False),
-        "matchId": serializers.IntegerField(required=False),
-        "reason": serializers.CharField(required=False, help_text="terminal statuses: why the visit ended"),
-        "timestamp": serializers.IntegerField(help_text="epoch milliseconds"),
-    },
-)
 BEARER_ERRORS = {401: OpenApiResponse(ERROR, "missing, unknown or revoked bearer token")}
 
 
@@ -119,23 +100,3 @@ class HeartbeatApi(CustomerAPIView):
     def post(self, request):
         expires_at = services.registration_heartbeat(registration=self.registration(request))
         return Response({"leaseExpiresAt": events.epoch_ms(expires_at)})
-
-
-class RankApi(CustomerAPIView):
-    @extend_schema(responses={200: STATE, **BEARER_ERRORS}, description="The REST-polling fallback.")
-    def get(self, request):
-        return Response(selectors.registration_state(registration=self.registration(request)))
-
-
-class CancelApi(CustomerAPIView):
-    @extend_schema(
-        request=None,
-        responses={
-            200: inline_serializer("Cancelled", {"status": serializers.CharField()}),
-            409: ERROR,
-            **BEARER_ERRORS,
-        },
-        description="Leave the queue. Idempotent: cancelling again answers the same.",
-    )
-    def post(self, request):
-        return Response({"status": services.registration_cancel(registration=self.registration(request))})

@@ -13,8 +13,8 @@ import json
 
 from channels.db import database_sync_to_async
 
-from hearo.api import UNAVAILABLE
-from hearo.errors import DomainError, Unauthorized
+from common.api import UNAVAILABLE
+from common.errors import DomainError, Unauthorized
 from queues import leases
 from queues.selectors import registration_by_token, token_hash
 from queues.services import registration_heartbeat

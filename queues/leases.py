@@ -12,6 +12,7 @@ async fast path (``abeat``) and the Django cache read the same keys.
 import asyncio
 import time
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -33,6 +34,11 @@ def token_key(token_hash: str) -> str:
 
 def _expiry_ms() -> int:
     return int((time.time() + settings.HEARO_LEASE_SECONDS) * 1000)
+
+
+def lease_db_copy(now: datetime) -> datetime:
+    """Return the database copy of a lease renewed at ``now`` (a full lease)."""
+    return now + timedelta(seconds=settings.HEARO_LEASE_SECONDS)
 
 
 def lease_renew(kind: str, ident: int | str) -> int:

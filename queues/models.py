@@ -5,6 +5,8 @@ import secrets
 from django.db import models
 from django.db.models import Q
 
+from common.models import StatusEvent
+
 
 def new_customer_id() -> str:
     """Return a public, unguessable customer id."""
@@ -87,18 +89,7 @@ class QueueState(models.Model):
         return f"queue version {self.version}"
 
 
-class RegistrationEvent(models.Model):
+class RegistrationEvent(StatusEvent):
     """One recorded transition of a registration: who, what, when, why."""
 
     registration = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=10, blank=True)
-    to_status = models.CharField(max_length=10)
-    actor = models.CharField(max_length=80)
-    reason = models.CharField(max_length=80, blank=True)
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.from_status or '-'} → {self.to_status} ({self.reason})"

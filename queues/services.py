@@ -1,26 +1,26 @@
 """Writes to the waiting queue (STYLE habits 2, 3, 10).
 
 Every change someone must hear about happens in a durable transaction and
-is published on commit through ``realtime.publish``.
+is published on commit through ``common.publish``. ``registration_move`` is
+the one writer of a visit's status; every transition goes through it.
 """
 
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from hearo.errors import Conflict
-from hearo.logs import event_on_commit
+from common import events, publish
+from common.errors import Conflict
+from common.logs import event_on_commit
 from queues import leases, signals
 from queues.models import Customer, QueueState, Registration, RegistrationEvent
 from queues.selectors import registration_by_token, registration_seq, token_hash
-from realtime import events, publish
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,6 @@ def registration_tell(*, registration: Registration, body: dict) -> None:
     publish.to_customer(registration.customer.customer_id, body)
 
 
-def _lease_db_copy(now: datetime) -> datetime:
-    return now + timedelta(seconds=settings.HEARO_LEASE_SECONDS)
-
-
 @transaction.atomic(durable=True)
 def registration_join(*, display_name: str = "", token: str | None = None) -> JoinResult:
     """Put a customer in the queue, or return its visit if it is already in one.
@@ -108,7 +104,7 @@ def registration_join(*, display_name: str = "", token: str | None = None) -> Jo
                 customer=customer,
                 enqueued_at=now,
                 token_hash=token_hash(raw),
-                lease_expires_at=_lease_db_copy(now),
+                lease_expires_at=leases.lease_db_copy(now),
             )
     except IntegrityError:
         # A concurrent join for the same customer committed first; the
@@ -151,47 +147,94 @@ def registration_heartbeat(*, registration: Registration) -> datetime:
     return datetime.fromtimestamp(expires / 1000, tz=UTC)
 
 
+def registration_move(
+    *,
+    registration: Registration,
+    to: str,
+    expected: tuple[str, ...],
+    actor: str,
+    reason: str,
+    tell: dict | None = None,
+    verb: str = "",
+    **fields,
+) -> bool:
+    """Move a visit from one of ``expected`` to ``to``; False if another writer moved it first.
+
+    The one writer of ``Registration.status``. The conditional UPDATE is the
+    claim: of two concurrent writers (a cancel and a sweep, a timeout and a
+    join) exactly one changes the row; the loser changes nothing. The winner
+    records the history row, tells the customer ``tell`` after commit (stamped
+    with the new seq) and logs ``registration.{verb}`` (default: the new status).
+    """
+    was = registration.status
+    if not Registration.objects.filter(pk=registration.pk, status__in=expected).update(status=to, **fields):
+        return False
+    registration.status = to
+    for name, value in fields.items():
+        setattr(registration, name, value)
+    registration_record(registration=registration, from_status=was, actor=actor, reason=reason)
+    if tell is not None:
+        registration_tell(registration=registration, body=tell)
+    verb = verb or to.lower()
+    event_on_commit(
+        log,
+        f"registration {verb}",
+        event=f"registration.{verb}",
+        registration_id=registration.id,
+        customer_id=registration.customer.customer_id,
+        from_status=was,
+        reason=reason,
+        actor=actor,
+    )
+    return True
+
+
 def registration_leave(
     *, registration: Registration, status: str, actor: str, reason: str, announce: bool = True
 ) -> bool:
     """Move an active registration to a terminal status; False if it already left.
 
     With ``announce=False`` the caller publishes one queue change for a batch.
-
-    The conditional UPDATE is the claim: of two concurrent leaves (a cancel
-    and a sweep, say) exactly one changes the row.
     """
     was = registration.status
-    now = timezone.now()
-    changed = Registration.objects.filter(pk=registration.pk, status=was).update(
-        status=status, ended_at=now, left_reason=reason
+    customer_id = registration.customer.customer_id
+    body = events.terminal(customer_id=customer_id, registration_id=registration.id, status=status, reason=reason)
+    moved = registration_move(
+        registration=registration,
+        to=status,
+        expected=(was,),
+        actor=actor,
+        reason=reason,
+        tell=body,
+        ended_at=timezone.now(),
+        left_reason=reason,
     )
-    if not changed:
+    if not moved:
         return False
-    registration.status, registration.ended_at, registration.left_reason = status, now, reason
-    registration_record(registration=registration, from_status=was, actor=actor, reason=reason)
     # After commit, in one command: a rollback must leave the visit its lease,
     # and the fast heartbeat path must see the visit end.
     ended = [leases.lease_key("registration", registration.id), leases.token_key(registration.token_hash)]
     transaction.on_commit(lambda: cache.delete_many(ended))
-    customer_id = registration.customer.customer_id
-    registration_tell(
-        registration=registration,
-        body=events.terminal(customer_id=customer_id, registration_id=registration.id, status=status, reason=reason),
-    )
-    event_on_commit(
-        log,
-        f"registration {status.lower()}",
-        event=f"registration.{status.lower()}",
-        registration_id=registration.id,
-        customer_id=customer_id,
-        from_status=was,
-        reason=reason,
-        actor=actor,
-    )
     if was == S.WAITING and announce:
         queue_changed(reason=reason)
     return True
+
+
+def registration_requeue(*, registration: Registration, actor: str, reason: str) -> bool:
+    """Put a matched customer back in the queue with its original enqueued_at (rank order kept).
+
+    The caller tells the customer its rank once the pass's queue change is counted.
+    """
+    return registration_move(
+        registration=registration,
+        to=S.WAITING,
+        expected=(S.MATCHED, S.IN_CALL),
+        actor=actor,
+        reason=reason,
+        verb="requeued",
+        matched_at=None,
+        in_call_at=None,
+    )
 
 
 @transaction.atomic(durable=True)
@@ -222,14 +265,14 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
     now = now or timezone.now()
     candidates = Registration.objects.select_related("customer").filter(status=S.WAITING, lease_expires_at__lt=now)
     if not leases.leases_intact():
-        Registration.objects.filter(status=S.WAITING).update(lease_expires_at=_lease_db_copy(now))
+        Registration.objects.filter(status=S.WAITING).update(lease_expires_at=leases.lease_db_copy(now))
         leases.leases_mark_intact()
         log.warning("lease cache lost every lease; nobody expired, every waiting lease renewed")
         return []
     candidates = list(candidates)
     alive = leases.lease_alive("registration", [r.id for r in candidates])
     if alive:
-        Registration.objects.filter(id__in=alive).update(lease_expires_at=_lease_db_copy(now))
+        Registration.objects.filter(id__in=alive).update(lease_expires_at=leases.lease_db_copy(now))
     expired = []
     for registration in candidates:
         if registration.id in alive:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from rest_framework.authtoken.models import Token
 
-from hearo.errors import DomainError, Unauthorized
+from common.errors import DomainError, Unauthorized
 from matching.selectors import counselor_for_user
 from queues.selectors import registration_by_token
 from realtime.destinations import Principal

@@ -15,11 +15,10 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from hearo import metrics
-from hearo.errors import DomainError
-from queues.selectors import registration_by_id_state
+from common import events, metrics
+from common.errors import DomainError
+from matching.selectors import registration_by_id_state
 from queues.services import registration_touch
-from realtime import events
 from realtime.auth import Credentials, authenticate
 from realtime.connection_cap import Slot, slot_acquire, slot_release
 from realtime.destinations import Principal, Topic

@@ -21,10 +21,10 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from hearo import metrics
+from common import events, metrics
+from matching.selectors import wait_stats
 from queues import ranking
-from queues.selectors import QueueOrder, queue_order, wait_stats
-from realtime import events
+from queues.selectors import QueueOrder, queue_order
 
 log = logging.getLogger(__name__)
 

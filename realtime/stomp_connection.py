@@ -8,8 +8,8 @@ import secrets
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from hearo import metrics
-from queues.selectors import registration_by_id_state
+from common import metrics
+from matching.selectors import registration_by_id_state
 from realtime import destinations
 from realtime.auth import Credentials
 from realtime.connection import ClientError, PushConnection, test_group

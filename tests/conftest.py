@@ -59,8 +59,8 @@ def cache_forget_all() -> None:
 def _fresh_leases():
     """Start every test with no leases (ids may be reused after a rollback)."""
     cache_forget_all()
+    from matching.selectors import wait_stats_forget
     from queues.leases import leases_mark_intact
-    from queues.selectors import wait_stats_forget
 
     leases_mark_intact()  # as in a running system; a test that restarts Redis clears it
 
@@ -79,7 +79,7 @@ class Published(list):
 
 @pytest.fixture
 def published(monkeypatch):
-    from realtime import publish
+    from common import publish
 
     sent = Published()
     monkeypatch.setattr(publish, "deliver", lambda group, message: sent.append((group, message)))
@@ -112,9 +112,9 @@ def bearer(token: str) -> dict:
 
 @pytest.fixture
 def counselor(db):
-    from matching import services
+    from matching import counselors
 
-    return services.counselor_create(username="alice", password="s3cret-pass-1", display_name="Alice")
+    return counselors.counselor_create(username="alice", password="s3cret-pass-1", display_name="Alice")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,7 +15,7 @@ from django.db import connections
 from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 
-from matching import services as matching_services
+from matching import counselors
 from matching.models import Counselor, Match
 from queues.models import Registration
 from tests.support.processes import celery_worker, daphne
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def counselor_with_token(username: str) -> tuple[Counselor, str]:
-    counselor = matching_services.counselor_create(username=username, password="s3cret-pass-1")
+    counselor = counselors.counselor_create(username=username, password="s3cret-pass-1")
     return counselor, Token.objects.create(user=counselor.user).key
 
 

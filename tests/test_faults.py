@@ -67,7 +67,7 @@ def test_a_redis_restart_loses_no_registration_and_clients_resync(tmp_path, redi
 
     from websockets.exceptions import ConnectionClosed
 
-    from matching.services import match_pass
+    from matching.matcher import match_pass
     from tests.support.processes import daphne
     from tests.support.stomp_ws import StompWs
     from tests.test_server import call

@@ -16,7 +16,7 @@ from django.db import DatabaseError, connection, connections
 from rest_framework.test import APIClient
 
 from hearo.celery import app
-from matching import services as matching_services
+from matching import counselors, matcher
 from matching.models import Counselor, CounselorEvent, Match
 from matching.tasks import match_pass_task
 from queues import services as queue_services
@@ -94,10 +94,10 @@ def test_a_cancel_whose_session_dies_mid_transaction_leaves_the_visit_waiting(ap
 
 
 def test_a_status_change_whose_session_dies_mid_transaction_keeps_the_old_status(dies_before):
-    counselor = matching_services.counselor_create(username="alice", password=None)
+    counselor = counselors.counselor_create(username="alice", password=None)
     client = APIClient()
     client.force_authenticate(counselor.user)
-    killed = dies_before(matching_services, "counselor_record")  # after the status UPDATE
+    killed = dies_before(counselors, "counselor_record")  # after the status UPDATE
     assert_unavailable(client.post("/api/counselor/status", {"status": C.AVAILABLE}, format="json"))
     assert killed
     counselor.refresh_from_db()
@@ -108,16 +108,16 @@ def test_a_status_change_whose_session_dies_mid_transaction_keeps_the_old_status
 
 
 def test_a_pass_whose_session_dies_mid_match_leaves_no_half_made_match(dies_before):
-    counselor = matching_services.counselor_create(username="alice", password=None)
-    matching_services.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
+    counselor = counselors.counselor_create(username="alice", password=None)
+    counselors.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
     waiting = queue_services.registration_join().registration
     # Called once the visit is MATCHED and the counselor BUSY, before the match's history row.
-    killed = dies_before(matching_services, "match_record")
+    killed = dies_before(matcher, "match_record")
     with pytest.raises(DatabaseError):
-        matching_services.match_pass()
+        matcher.match_pass()
     assert killed
     assert_not_matched(waiting, counselor)
-    result = matching_services.match_pass()  # the next pass, on a fresh session
+    result = matcher.match_pass()  # the next pass, on a fresh session
     assert len(result.matched) == 1
     assert_matched(waiting, counselor)
 
@@ -196,8 +196,8 @@ def test_a_node_whose_session_is_killed_mid_join_answers_503_and_serves_the_next
 
 
 def test_a_worker_whose_session_is_killed_mid_pass_leaves_no_half_match_and_recovers(tmp_path, redis_url, postgres):
-    counselor = matching_services.counselor_create(username="alice", password=None)
-    matching_services.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
+    counselor = counselors.counselor_create(username="alice", password=None)
+    counselors.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
     waiting = queue_services.registration_join().registration
     app.control.purge()  # passes other tests' nodes queued would match before ours is held
     with celery_worker(tmp_path) as worker:

@@ -26,9 +26,9 @@ from django.test import RequestFactory
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from common.logs import REDACTED, PlainFormatter, RedactSecrets
 from hearo.asgi import application  # django.setup() configures logging again: before any test
-from hearo.logs import REDACTED, PlainFormatter, RedactSecrets
-from matching import services as matching_services
+from matching import counselors, matcher
 from matching.models import Counselor
 from queues import leases
 from queues import services as queue_services
@@ -108,7 +108,7 @@ def test_a_visit_logs_every_event_with_its_ids_and_no_secret(
     joined = join("Mina")
     found["customer token"] = joined["token"]
     assert api.post("/api/queue/heartbeat", **bearer(joined["token"])).status_code == 200
-    (match_id,) = matching_services.match_pass().matched
+    (match_id,) = matcher.match_pass().matched
     customer_room = api.post("/api/livekit/token", {}, format="json", **bearer(joined["token"]))
     counselor_room = staff.post("/api/livekit/token", {}, format="json")
     found["customer JWT"], found["counselor JWT"] = customer_room.json()["token"], counselor_room.json()["token"]
@@ -124,7 +124,7 @@ def test_a_visit_logs_every_event_with_its_ids_and_no_secret(
     found["ghost token"] = ghost["token"]
     leases.lease_drop("registration", ghost["registrationId"])  # the browser was closed
     later = timezone.now() + timedelta(seconds=settings.HEARO_LEASE_SECONDS + 1)
-    assert matching_services.match_pass(now=later).expired == 1
+    assert matcher.match_pass(now=later).expired == 1
     assert api.post("/api/queue/join", {}, format="json").status_code == 201
     assert api.post("/api/queue/join", {}, format="json").status_code == 429  # the fifth join from 127.0.0.1
 
@@ -367,8 +367,8 @@ def test_a_celery_worker_logs_the_match_it_makes_as_json(redis_url, settings, tm
     settings.HEARO_MATCH_ON_EVENTS = True  # the real trigger, to the real broker
     with celery_worker(tmp_path, "json-worker", HEARO_LOG_FORMAT="json") as worker:
         visit = queue_services.registration_join(display_name="Mina").registration
-        counselor = matching_services.counselor_create(username="bo", password=None)
-        matching_services.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
+        counselor = counselors.counselor_create(username="bo", password=None)
+        counselors.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
         (match,) = wait_for_event(worker, "match.made", parse=worker_lines)
         output = worker.output()
     assert (match["registration_id"], match["counselor_id"]) == (visit.id, counselor.counselor_id)

@@ -108,7 +108,7 @@ def test_production_refuses_to_start_with_a_development_secret(variable, value):
 
 
 def test_only_the_periodic_pass_stamps_readiness(client, settings):
-    from matching.services import match_pass
+    from matching.matcher import match_pass
     from matching.tasks import match_pass_task
 
     cache.delete(MATCHER_STAMP_KEY)

@@ -37,15 +37,14 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from common import events
+from common.errors import Conflict
 from hearo.asgi import application
-from hearo.errors import Conflict
-from matching import handoff
-from matching import services as matching_services
+from matching import counselors, handoff, matcher
 from matching.models import Counselor, Match
 from queues import leases
 from queues import services as queue_services
 from queues.models import Registration, new_customer_id
-from realtime import events
 from realtime.hub import reset_hub
 from realtime.stomp import Frame, Heartbeat, Parser
 from tests.conftest import bearer
@@ -84,8 +83,8 @@ def _visit(result: queue_services.JoinResult) -> Visit:
 
 
 def _counselor_available(username: str) -> tuple[Counselor, str]:
-    counselor = matching_services.counselor_create(username=username, password=None)
-    counselor = matching_services.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
+    counselor = counselors.counselor_create(username=username, password=None)
+    counselor = counselors.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
     return counselor, Token.objects.create(user=counselor.user).key
 
 
@@ -94,10 +93,10 @@ def build_world() -> World:
     queue_services.registration_cancel(registration=first.registration)
     victim = queue_services.registration_join(token=first.token)  # the returning customer
     counselor_a, key_a = _counselor_available("counselor-a")
-    matching_services.match_pass()
+    matcher.match_pass()
     queue_services.registration_join()  # counselor B's customer
     counselor_b, key_b = _counselor_available("counselor-b")
-    matching_services.match_pass()
+    matcher.match_pass()
     attacker = queue_services.registration_join()
     return World(
         victim=_visit(victim),
@@ -367,7 +366,7 @@ async def fresh_layer():
 def _matched_visit() -> tuple[queue_services.JoinResult, Match]:
     _counselor_available("counselor-r")
     joined = queue_services.registration_join()
-    matching_services.match_pass()
+    matcher.match_pass()
     return joined, Match.objects.get(registration=joined.registration)
 
 
@@ -474,7 +473,7 @@ async def test_an_open_socket_of_an_ended_visit_hears_nothing_of_the_customers_n
     def come_back_and_get_matched() -> None:
         queue_services.registration_join(token=first.token)
         _counselor_available("counselor-n")
-        matching_services.match_pass()
+        matcher.match_pass()
 
     await database_sync_to_async(come_back_and_get_matched)()
     assert await client.nothing(0.5)  # the next visit's MATCHED (its room) goes to its own sockets
@@ -600,7 +599,7 @@ async def test_a_counselor_cannot_subscribe_to_another_counselors_topic(transpor
 @pytest.mark.django_db(transaction=True)
 async def test_a_foreign_page_cannot_ride_a_counselors_login_over_any_socket(fresh_layer):
     def logged_in_cookie() -> str:
-        counselor = matching_services.counselor_create(username="counselor-s", password=None)
+        counselor = counselors.counselor_create(username="counselor-s", password=None)
         client = Client()
         client.force_login(counselor.user)
         return client.cookies[settings.SESSION_COOKIE_NAME].value

@@ -9,7 +9,7 @@ Celery test turns the real trigger back on.
 import pytest
 from rest_framework.test import APIClient
 
-from matching import services, triggers
+from matching import counselors, matcher, triggers
 from matching.models import Counselor, Match
 from queues import services as queue_services
 from queues.models import Registration
@@ -36,9 +36,9 @@ def on_shift(db):
 
     def _on_shift(status: str = Counselor.Status.AVAILABLE, name: str = "") -> Counselor:
         username = name or f"counselor{next(made)}"
-        counselor = services.counselor_create(username=username, password="s3cret-pass-1", display_name=username)
+        counselor = counselors.counselor_create(username=username, password="s3cret-pass-1", display_name=username)
         if status != Counselor.Status.OFFLINE:
-            counselor = services.counselor_set_status(counselor=counselor, status=status)
+            counselor = counselors.counselor_set_status(counselor=counselor, status=status)
         return counselor
 
     return _on_shift
@@ -71,5 +71,5 @@ def matched(on_shift, join):
     """A customer (joined through the API) matched with a counselor: (bearer token, counselor, match)."""
     counselor = on_shift()
     body = join("Mina")
-    services.match_pass()
+    matcher.match_pass()
     return body["token"], counselor, Match.objects.select_related("registration__customer").get()

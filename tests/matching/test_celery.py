@@ -6,9 +6,9 @@ import pytest
 from channels.layers import channel_layers
 from django.db import connection
 
-from matching import services
+from common import events
+from matching import counselors
 from matching.models import Counselor, Match
-from realtime import events
 from tests.support.processes import celery_worker
 
 C = Counselor.Status
@@ -28,7 +28,7 @@ async def collect(layer, channel: str, wanted: set[str]) -> dict[str, dict]:
 
 def go_available(counselor: Counselor) -> None:
     try:
-        services.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
+        counselors.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
     finally:
         connection.close()  # this ran on a helper thread
 

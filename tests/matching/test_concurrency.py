@@ -8,7 +8,7 @@ import pytest
 from django.db.models import Count
 from django.utils import timezone
 
-from matching import handoff, services
+from matching import handoff, matcher
 from matching.models import Counselor, Match
 from queues import leases
 from queues import services as queue_services
@@ -56,7 +56,7 @@ def test_concurrent_matchers_never_assign_anyone_twice(postgres, on_shift, publi
         visits = [queue_services.registration_join().registration for _ in range(customers)]
         published.clear()
 
-        results = race(matchers, services.match_pass)
+        results = race(matchers, matcher.match_pass)
 
         errors = [r for r in results if isinstance(r, Exception)]
         assert not errors, f"round {round_no}: {errors}"
@@ -81,13 +81,13 @@ def test_a_cancel_racing_a_timeout_ends_the_match_exactly_once(postgres, on_shif
     for _ in range(20):
         round_reset([counselor], available=1)
         visit = queue_services.registration_join().registration
-        services.match_pass()
+        matcher.match_pass()
         later = timezone.now() + timedelta(seconds=5)
         results = race(
             2,
             [
                 lambda v=visit: handoff.visit_cancel(registration=Registration.objects.get(pk=v.pk)),
-                lambda when=later: services.match_pass(now=when),
+                lambda when=later: matcher.match_pass(now=when),
             ],
         )
         assert not [r for r in results if isinstance(r, Exception)], results

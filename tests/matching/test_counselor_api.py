@@ -3,8 +3,8 @@
 import pytest
 from rest_framework.test import APIClient
 
+from common import events
 from matching.models import Counselor, CounselorEvent
-from realtime import events
 
 pytestmark = pytest.mark.django_db
 

@@ -4,12 +4,12 @@ from datetime import timedelta
 
 import pytest
 
-from matching import handoff, services
+from common import events
+from matching import counselors, handoff, matcher
 from matching.models import Counselor, Match
+from matching.selectors import wait_stats_forget
 from queues import services as queue_services
 from queues.models import Registration
-from queues.selectors import wait_stats_forget
-from realtime import events
 from tests.conftest import bearer
 
 pytestmark = pytest.mark.django_db
@@ -139,18 +139,18 @@ def test_only_the_matchs_counselor_completes_and_only_in_call(api, matched, on_s
 
 
 def test_completed_calls_feed_the_estimated_wait(api, on_shift, waiting, join):
-    counselors = [on_shift(), on_shift()]
+    desks = [on_shift(), on_shift()]
     for _ in range(3):  # three completed calls of 120 s each
         waiting(1)
-        services.match_pass()
+        matcher.match_pass()
         match = Match.objects.get(ended_at__isnull=True)
         in_call(match)
         ended_at = handoff.match_complete(match_id=match.id, counselor=match.counselor).ended_at
         Match.objects.filter(pk=match.pk).update(counselor_joined_at=ended_at - timedelta(seconds=120))
-    for counselor in counselors:
+    for counselor in desks:
         counselor.refresh_from_db()
-        services.counselor_set_status(counselor=counselor, status=C.AWAY)
-        services.counselor_set_status(counselor=counselor, status=C.AVAILABLE)  # on shift, but not matched yet
+        counselors.counselor_set_status(counselor=counselor, status=C.AWAY)
+        counselors.counselor_set_status(counselor=counselor, status=C.AVAILABLE)  # on shift, but not matched yet
     tokens = [join(f"w{i}")["token"] for i in range(3)]
     wait_stats_forget()
     state = api.get("/api/queue/rank", **bearer(tokens[2])).json()
@@ -233,7 +233,7 @@ def test_a_counselor_heartbeat_needs_a_shift(on_shift, as_counselor):
     counselor = on_shift(C.OFFLINE)
     response = as_counselor(counselor).post("/api/counselor/heartbeat")
     assert (response.status_code, response.json()["error"]) == (409, "not_on_shift")
-    services.counselor_set_status(counselor=counselor, status=C.AWAY)
+    counselors.counselor_set_status(counselor=counselor, status=C.AWAY)
     response = as_counselor(counselor).post("/api/counselor/heartbeat")
     assert response.status_code == 200 and response.json()["leaseExpiresAt"] > 0
 

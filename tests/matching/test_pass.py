@@ -6,12 +6,12 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from matching import pairing, services
+from common import events
+from matching import matcher, pairing
 from matching.models import Counselor, CounselorEvent, Match, MatchEvent
 from queues import leases
 from queues.models import Registration
 from queues.selectors import queue_version
-from realtime import events
 
 pytestmark = pytest.mark.django_db
 S = Registration.Status
@@ -30,9 +30,9 @@ def queue_changes(published) -> list[dict]:
     return published.bodies(events.QUEUE_GROUP)
 
 
-def run_pass(capture, **kwargs) -> services.MatchPassResult:
+def run_pass(capture, **kwargs) -> matcher.MatchPassResult:
     with capture(execute=True):
-        return services.match_pass(**kwargs)
+        return matcher.match_pass(**kwargs)
 
 
 def test_pairing_gives_the_head_of_the_queue_the_longest_idle_counselor():
@@ -105,7 +105,7 @@ def test_both_sides_are_told_their_own_identity_room_and_match(
 def test_room_names_are_unguessable_and_distinct(on_shift, waiting):
     on_shift(), on_shift()
     waiting(2)
-    services.match_pass()
+    matcher.match_pass()
     names = list(Match.objects.values_list("room_name", flat=True))
     assert len(set(names)) == 2 and all(len(name) >= 24 for name in names)
 
@@ -113,7 +113,7 @@ def test_room_names_are_unguessable_and_distinct(on_shift, waiting):
 def test_the_rank_endpoint_carries_the_match_once_matched(api, on_shift, join):
     on_shift()
     body = join("Mina")
-    services.match_pass()
+    matcher.match_pass()
     state = api.get("/api/queue/rank", HTTP_AUTHORIZATION=f"Bearer {body['token']}").json()
     match = Match.objects.get()
     assert state["status"] == "MATCHED"
@@ -124,7 +124,7 @@ def test_the_rank_endpoint_carries_the_match_once_matched(api, on_shift, join):
 def test_counselors_who_are_not_available_get_no_match(on_shift, waiting, status):
     on_shift(status)
     waiting(1)
-    assert services.match_pass().matched == []
+    assert matcher.match_pass().matched == []
 
 
 def test_a_deactivated_counselor_gets_no_match(on_shift, waiting):
@@ -132,7 +132,7 @@ def test_a_deactivated_counselor_gets_no_match(on_shift, waiting):
     counselor.user.is_active = False
     counselor.user.save()
     waiting(1)
-    assert services.match_pass().matched == []
+    assert matcher.match_pass().matched == []
 
 
 def test_a_pass_with_nothing_to_do_publishes_nothing(on_shift, published, django_capture_on_commit_callbacks):
@@ -179,7 +179,7 @@ def test_a_heart_beating_counselor_with_a_stale_database_copy_stays_on_shift(on_
     counselor = on_shift()
     Counselor.objects.filter(pk=counselor.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     waiting(1)
-    result = services.match_pass()
+    result = matcher.match_pass()
     counselor.refresh_from_db()
     assert result.counselors_offline == 0 and len(result.matched) == 1
     assert counselor.lease_expires_at > timezone.now()
@@ -190,7 +190,7 @@ def test_a_ghost_counselor_in_a_match_gives_its_customer_back_to_the_queue(
 ):
     ghost = on_shift()
     (registration,) = waiting(1)
-    services.match_pass()
+    matcher.match_pass()
     leases.lease_drop("counselor", ghost.id)
     Counselor.objects.filter(pk=ghost.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     published.clear()
@@ -222,7 +222,7 @@ def test_a_pair_the_database_refuses_is_skipped_not_the_whole_pass(on_shift, wai
     Match.objects.create(registration=stale, counselor=blocked, join_deadline=timezone.now() + timedelta(hours=1))
     Registration.objects.filter(pk=stale.pk).update(status=S.CANCELLED)
 
-    result = services.match_pass()
+    result = matcher.match_pass()
 
     assert len(result.matched) == 1
     assert Match.objects.get(pk=result.matched[0]).counselor_id == free.id
@@ -241,7 +241,7 @@ def test_after_the_cache_lost_every_lease_nobody_is_sent_offline(on_shift, waiti
     Counselor.objects.filter(pk=counselor.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     cache.delete(leases.EPOCH_KEY)  # as after Redis restarted empty
 
-    result = services.match_pass()
+    result = matcher.match_pass()
 
     counselor.refresh_from_db()
     assert result.counselors_offline == 0 and counselor.status == C.AVAILABLE

@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from matching import handoff, services
+from common import events
+from matching import handoff, matcher
 from matching.models import Counselor, Match
 from queues.models import Registration
 from queues.selectors import queue_version, registration_rank
-from realtime import events
 
 pytestmark = pytest.mark.django_db
 S = Registration.Status
@@ -29,7 +29,7 @@ def later(seconds: float = 3):
 def matched_pair(on_shift, waiting, n_waiting: int = 1):
     counselor = on_shift()
     visits = waiting(n_waiting)
-    services.match_pass()
+    matcher.match_pass()
     return counselor, visits, Match.objects.get()
 
 
@@ -43,7 +43,7 @@ def test_a_counselor_no_show_puts_the_customer_back_at_rank_1(
     version = queue_version()
 
     with django_capture_on_commit_callbacks(execute=True):
-        result = services.match_pass(now=later())
+        result = matcher.match_pass(now=later())
 
     first.refresh_from_db()
     match.refresh_from_db()
@@ -66,7 +66,7 @@ def test_a_counselor_no_show_puts_the_customer_back_at_rank_1(
 def test_a_requeued_customer_is_matched_again_by_the_next_free_counselor(on_shift, waiting):
     _, (first,), _ = matched_pair(on_shift, waiting)
     on_shift()  # another counselor, free in time for the same pass
-    result = services.match_pass(now=later())
+    result = matcher.match_pass(now=later())
     first.refresh_from_db()
     assert result.requeued == [first.id] and len(result.matched) == 1
     assert first.status == S.MATCHED
@@ -81,7 +81,7 @@ def test_a_customer_no_show_frees_the_counselor(
     published.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        result = services.match_pass(now=later())
+        result = matcher.match_pass(now=later())
 
     visit.refresh_from_db()
     match.refresh_from_db()
@@ -101,7 +101,7 @@ def test_a_customer_no_show_frees_the_counselor(
 
 def test_when_neither_side_joins_the_customer_is_requeued_and_the_counselor_goes_away(on_shift, waiting):
     counselor, (visit,), match = matched_pair(on_shift, waiting)
-    services.match_pass(now=later())
+    matcher.match_pass(now=later())
     visit.refresh_from_db()
     counselor.refresh_from_db()
     match.refresh_from_db()
@@ -110,10 +110,10 @@ def test_when_neither_side_joins_the_customer_is_requeued_and_the_counselor_goes
 
 def test_nothing_times_out_before_the_deadline_or_once_both_joined(on_shift, waiting):
     _, (visit,), match = matched_pair(on_shift, waiting)
-    assert services.match_pass(now=timezone.now()).requeued == []
+    assert matcher.match_pass(now=timezone.now()).requeued == []
     handoff.match_joined(match_id=match.id, side="customer", actor="customer")
     handoff.match_joined(match_id=match.id, side="counselor", actor="counselor")
-    result = services.match_pass(now=later(3600))
+    result = matcher.match_pass(now=later(3600))
     visit.refresh_from_db()
     assert result.requeued == [] and result.abandoned == 0
     assert visit.status == S.IN_CALL

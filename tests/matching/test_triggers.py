@@ -6,7 +6,7 @@ import threading
 import pytest
 from django.conf import settings as django_settings
 
-from matching import inprocess, services, tasks, triggers
+from matching import counselors, inprocess, matcher, tasks, triggers
 from matching.models import Counselor, Match
 
 C = Counselor.Status
@@ -42,10 +42,10 @@ def test_a_counselor_going_available_requests_a_pass_and_going_away_does_not(
 ):
     counselor = on_shift(C.OFFLINE)
     with django_capture_on_commit_callbacks(execute=True):
-        services.counselor_set_status(counselor=counselor, status=C.AWAY)
+        counselors.counselor_set_status(counselor=counselor, status=C.AWAY)
     assert requested == []
     with django_capture_on_commit_callbacks(execute=True):
-        services.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
+        counselors.counselor_set_status(counselor=counselor, status=C.AVAILABLE)
     assert requested == ["pass"]
 
 
@@ -94,7 +94,7 @@ def test_the_in_process_matcher_runs_at_once_and_collapses_bursts(fresh_matcher,
         passes.append(1)
         release.wait(5)  # a pass in progress while the burst arrives
 
-    monkeypatch.setattr(services, "match_pass", slow_pass)
+    monkeypatch.setattr(matcher, "match_pass", slow_pass)
 
     async def scenario():
         inprocess.ensure_started()

@@ -2,8 +2,8 @@
 
 import pytest
 
+from common import events
 from queues.models import Registration
-from realtime import events
 from tests.conftest import bearer
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from hearo.errors import Conflict
+from common.errors import Conflict
 from queues import leases, services
 from queues.models import Registration
 

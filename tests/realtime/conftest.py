@@ -108,10 +108,10 @@ async def counselor_async():
     """A counselor and its API token key, created from async code."""
     from rest_framework.authtoken.models import Token
 
-    from matching import services as matching_services
+    from matching import counselors
 
     def make():
-        counselor = matching_services.counselor_create(username="alice", password="s3cret-pass-1", display_name="Alice")
+        counselor = counselors.counselor_create(username="alice", password="s3cret-pass-1", display_name="Alice")
         return counselor, Token.objects.create(user=counselor.user).key
 
     return await database_sync_to_async(make)()

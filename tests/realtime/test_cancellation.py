@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from matching import inprocess, services
+from matching import inprocess, matcher
 from realtime.hub import RankHub
 from realtime.sockjs.session import Session
 
@@ -54,16 +54,16 @@ async def test_a_sockjs_writer_stops_when_cancelled_as_data_arrives():
 
 @pytest.mark.django_db(transaction=True)
 async def test_the_in_process_matcher_stops_when_cancelled_as_it_is_woken(monkeypatch):
-    matcher = inprocess._Matcher()
-    matcher.loop, matcher.wake = asyncio.get_running_loop(), asyncio.Event()
-    matcher.wake.set()  # as ensure_started does: a first pass at once
-    monkeypatch.setattr(inprocess, "_matcher", matcher)
+    state = inprocess._Matcher()
+    state.loop, state.wake = asyncio.get_running_loop(), asyncio.Event()
+    state.wake.set()  # as ensure_started does: a first pass at once
+    monkeypatch.setattr(inprocess, "_matcher", state)
     passes = []
-    monkeypatch.setattr(services, "match_pass_periodic", lambda: passes.append(1))
+    monkeypatch.setattr(matcher, "match_pass_periodic", lambda: passes.append(1))
     loop = asyncio.create_task(inprocess.run_forever(interval=30))
     while not passes:  # the first pass runs at once; then it waits to be woken
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
-    await fire_then_cancel(matcher.wake, loop)
+    await fire_then_cancel(state.wake, loop)
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(loop, BOUND_SECONDS)

@@ -293,7 +293,7 @@ async def test_a_customer_message_older_than_one_delivered_is_dropped(stomp, sjo
     # a requeue's WAITING arrives after the expiry that followed it.
     from channels.layers import get_channel_layer
 
-    from realtime import events
+    from common import events
 
     joined = await sjoin()
     customer_id = joined.registration.customer.customer_id
@@ -315,7 +315,7 @@ async def test_a_customer_message_without_a_seq_is_not_taken_for_stale(stomp, sj
     # The naive fan-out baseline sends ranks with a version and no seq.
     from channels.layers import get_channel_layer
 
-    from realtime import events
+    from common import events
 
     joined = await sjoin()
     customer_id = joined.registration.customer.customer_id

@@ -5,10 +5,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from common import events
+from matching.selectors import wait_stats_forget
 from queues import services
 from queues.models import Customer, Registration
-from queues.selectors import wait_stats_forget
-from realtime import events
 from realtime.hub import RankHub, Watcher, _read
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from matching import services
+from matching import counselors
 
 USERNAME = "counselor1"
 
@@ -19,6 +19,6 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo counselor {USERNAME} exists; log in at /counselor/.")
             return
         password = os.environ.get("HEARO_DEMO_PASSWORD") or secrets.token_urlsafe(12)
-        services.counselor_create(username=USERNAME, password=password, display_name="Counselor 1")
+        counselors.counselor_create(username=USERNAME, password=password, display_name="Counselor 1")
         shown = "(from HEARO_DEMO_PASSWORD)" if os.environ.get("HEARO_DEMO_PASSWORD") else password
         self.stdout.write(self.style.SUCCESS(f"Created demo counselor {USERNAME}, password: {shown}"))

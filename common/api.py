@@ -10,7 +10,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from hearo.errors import DomainError
+from common.errors import DomainError
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ and closes it with the loop, so each call here is self-contained.
 
 import json
 import logging
+from collections.abc import Callable
 from functools import partial
 
 from asgiref.sync import async_to_sync
@@ -19,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
-from realtime import events
+from common import events
 
 log = logging.getLogger(__name__)
 
@@ -56,28 +57,25 @@ def _on_commit(group: str, message: dict) -> None:
     transaction.on_commit(partial(deliver, group, message), robust=True)
 
 
+def queue_broadcast(version: int) -> None:
+    """Tell every node's rank hub, now, that the queue order changed (one message)."""
+    deliver(events.QUEUE_GROUP, {"type": "queue.changed", "version": version})
+
+
+# How a committed queue change goes out: the broadcast, unless a benchmark
+# baseline replaced it at start-up (``realtime.naive_fanout``, HEARO_FANOUT=naive).
+_queue_publisher: Callable[[int], None] = queue_broadcast
+
+
+def queue_publisher_set(publisher: Callable[[int], None]) -> None:
+    """Replace how queue changes are published (called once, from an AppConfig.ready)."""
+    global _queue_publisher
+    _queue_publisher = publisher
+
+
 def queue_changed(*, version: int) -> None:
     """After commit, tell every node once that the queue order changed."""
-    if settings.HEARO_FANOUT == "naive":
-        transaction.on_commit(partial(naive_fanout, version), robust=True)
-        return
-    _on_commit(events.QUEUE_GROUP, {"type": "queue.changed", "version": version})
-
-
-def naive_fanout(version: int) -> None:
-    """The benchmark baseline HearO replaces: one group_send per waiting customer."""
-    from queues.selectors import queue_snapshot
-
-    layer = get_channel_layer()
-
-    async def send_all(snapshot) -> None:
-        for rank, (registration_id, customer_id) in enumerate(snapshot.waiting, start=1):
-            body = events.waiting(
-                customer_id=customer_id, registration_id=registration_id, rank=rank, version=version, eta=None
-            )
-            await layer.group_send(events.customer_group(customer_id), {"type": "customer.event", "body": body})
-
-    async_to_sync(send_all)(queue_snapshot())
+    transaction.on_commit(partial(_queue_publisher, version), robust=True)
 
 
 def to_customer(customer_id: str, body: dict) -> None:

@@ -1,7 +1,7 @@
 """Prometheus metrics, named hearo_* (prometheus-client).
 
-Gauges of the queue are read from the database at scrape time, so every node
-reports the same truth; counters and histograms are per process.
+The queue gauges are set from the database at scrape time (``hearo.health``),
+so every node reports the same truth; counters and histograms are per process.
 """
 
 import gc
@@ -67,23 +67,3 @@ class GcPauses:
 gc_pauses = GcPauses()
 REGISTRY.register(gc_pauses)
 gc.callbacks.append(gc_pauses)
-
-
-def refresh_queue_gauges() -> None:
-    """Read the queue's gauges from the database (called on scrape)."""
-    import time
-
-    from django.apps import apps
-
-    from queues.selectors import queue_order
-
-    snapshot = queue_order()
-    waiting.set(len(snapshot.ids))
-    head = snapshot.head_enqueued_at
-    longest_wait.set(time.time() - head.timestamp() if head else 0)
-    counselor = apps.get_model("matching", "Counselor")
-    by_status = dict.fromkeys(counselor.Status.values, 0)
-    for status in counselor.objects.values_list("status", flat=True):
-        by_status[status] += 1
-    for status, count in by_status.items():
-        counselors.labels(status=status).set(count)

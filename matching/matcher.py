@@ -1,0 +1,264 @@
+"""The matcher pass: expire ghosts, undo overdue hand-offs, pair the queue (STYLE habit 10).
+
+Lock order, everywhere: match, then registration, then counselor, and the
+queue version row last (``queue_changed``), so two writers never wait on
+each other in a circle.
+"""
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from common import events, metrics, publish
+from common.db import claim
+from common.logs import event_on_commit
+from matching import pairing
+from matching.counselors import ON_LEASE, counselor_status_change
+from matching.handoff import match_abandon_by_customer, match_record, match_undo_for_counselor
+from matching.models import Counselor, Match
+from matching.selectors import estimate_for_rank
+from queues import leases
+from queues.models import Registration
+from queues.selectors import queue_version, registration_rank
+from queues.services import queue_changed, registration_expire_ghosts, registration_move, registration_tell
+
+log = logging.getLogger(__name__)
+
+C = Counselor.Status
+S = Registration.Status
+
+
+@dataclass
+class MatchPassResult:
+    expired: int = 0
+    counselors_offline: int = 0
+    requeued: list[int] = field(default_factory=list)  # registration ids
+    abandoned: int = 0
+    matched: list[int] = field(default_factory=list)  # match ids
+
+
+# When the periodic pass (the beat's, or the in-process loop's) last ran; /readyz
+# reads it. Event-driven passes leave it alone: they go on while the beat is dead.
+MATCHER_STAMP_KEY = "matcher:last_pass"
+
+
+def match_pass(*, now: datetime | None = None) -> MatchPassResult:
+    """Run one matcher pass: expire ghosts, undo overdue hand-offs, pair the queue.
+
+    Two transactions: the customer ghost sweep (its own service, which
+    publishes its own queue change) and then everything else, which
+    publishes at most one queue change however many it moved.
+    """
+    now = now or timezone.now()
+    # Read before the customer sweep, which marks the cache intact again.
+    intact = leases.leases_intact()
+    expired = registration_expire_ghosts(now=now)
+    result = _match_pass_commit(now=now, leases_intact=intact)
+    result.expired = len(expired)
+    metrics.matches.inc(len(result.matched))
+    log.debug("matcher pass", extra={"event": "matcher.pass", **asdict(result)})
+    return result
+
+
+def match_pass_periodic() -> MatchPassResult:
+    """Run the periodic safety-net pass and stamp readiness with its time."""
+    result = match_pass()
+    cache.set(MATCHER_STAMP_KEY, time.time(), timeout=None)
+    return result
+
+
+@transaction.atomic(durable=True)
+def _match_pass_commit(*, now: datetime, leases_intact: bool) -> MatchPassResult:
+    result = MatchPassResult()
+    requeued = _counselor_ghosts_sweep(now=now, result=result) if leases_intact else _counselor_leases_refresh(now)
+    requeued += _overdue_matches_undo(now=now, result=result)
+    result.matched = [match.id for match in _pairs_make(now=now)]
+    result.requeued = [r.id for r in requeued]
+    if result.matched or requeued:
+        queue_changed(reason="matched" if result.matched else "requeued")  # once per pass
+        _requeued_tell(requeued)
+    return result
+
+
+def _counselor_ghosts_sweep(*, now: datetime, result: MatchPassResult) -> list[Registration]:
+    """Set OFFLINE every on-shift counselor whose lease ran out; requeue their customers.
+
+    Candidates come from the indexed database copy of the lease; the cache
+    has the last word, and a live cache lease refreshes the stale copy.
+    """
+    stale = Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
+    candidates = list(claim(Counselor.objects.filter(stale, status__in=ON_LEASE)))
+    alive = leases.lease_alive("counselor", [c.id for c in candidates])
+    if alive:
+        Counselor.objects.filter(id__in=alive).update(lease_expires_at=leases.lease_db_copy(now))
+    requeued = []
+    for counselor in (c for c in candidates if c.id not in alive):
+        requeued += _counselor_ghost_drop(counselor=counselor)
+        result.counselors_offline += 1
+    return requeued
+
+
+def _counselor_leases_refresh(now: datetime) -> list[Registration]:
+    """Keep everyone on shift after the cache lost every lease (Redis restarted empty).
+
+    Dashboards re-lease on their next beat, well within one lease; the pass
+    after that sweeps as usual.
+    """
+    Counselor.objects.filter(status__in=ON_LEASE).update(lease_expires_at=leases.lease_db_copy(now))
+    log.warning("lease cache lost every lease; no counselor sent offline, every on-shift lease renewed")
+    return []
+
+
+def _counselor_ghost_drop(*, counselor: Counselor) -> list[Registration]:
+    """Take a vanished counselor off shift; a customer it held goes back to the queue."""
+    if counselor.status != C.BUSY:
+        counselor_status_change(counselor=counselor, status=C.OFFLINE, actor="matcher", reason="lease_expired")
+        return []
+    # skip_locked here too: whoever holds the match (a complete, a cancel)
+    # is ending it already, and waiting for it could close a lock circle.
+    match = claim(_open_matches().filter(counselor=counselor)).first()
+    if match is None:
+        return []
+    registration = match_undo_for_counselor(match=match, reason="counselor_lost", counselor_to=C.OFFLINE)
+    return [registration] if registration else []
+
+
+def _open_matches() -> QuerySet:
+    return Match.objects.select_related("registration__customer", "counselor").filter(ended_at__isnull=True)
+
+
+def _overdue_matches_undo(*, now: datetime, result: MatchPassResult) -> list[Registration]:
+    """Undo every match whose join deadline passed before both sides joined.
+
+    Counselor joined, customer not: the customer is gone; the visit expires
+    and the counselor is AVAILABLE. Otherwise (the counselor did not join,
+    whether or not the customer did) the customer is requeued at its old
+    place and the counselor goes AWAY, so the next customer is not handed
+    to an absent counselor; one click makes it AVAILABLE again.
+    """
+    not_both = Q(customer_joined_at__isnull=True) | Q(counselor_joined_at__isnull=True)
+    overdue = claim(_open_matches().filter(not_both, join_deadline__lt=now).order_by("join_deadline", "id"))
+    requeued = []
+    for match in overdue:
+        if match.counselor_joined_at is not None:
+            result.abandoned += match_abandon_by_customer(match=match)
+            continue
+        registration = match_undo_for_counselor(match=match, reason="counselor_no_show", counselor_to=C.AWAY)
+        requeued += [registration] if registration else []
+    return requeued
+
+
+def _pairs_make(*, now: datetime) -> list[Match]:
+    """Pair the earliest WAITING registrations with the longest-idle AVAILABLE counselors."""
+    idle = Counselor.objects.filter(status=C.AVAILABLE, user__is_active=True).order_by("status_changed_at", "id")
+    counselors = list(claim(idle))
+    if not counselors:
+        return []
+    queue = Registration.objects.select_related("customer").filter(status=S.WAITING).order_by("enqueued_at", "id")
+    registrations = list(claim(queue)[: len(counselors)])
+    made = (_match_create(registration=r, counselor=c, now=now) for r, c in pairing.pairs(registrations, counselors))
+    return [match for match in made if match is not None]
+
+
+class _AlreadyMoved(Exception):
+    """The registration left WAITING under us (only possible without row locks)."""
+
+
+def _match_create(*, registration: Registration, counselor: Counselor, now: datetime) -> Match | None:
+    """Create one match, or None if the database refuses it (the last line of defense)."""
+    deadline = now + timedelta(seconds=settings.HEARO_JOIN_TIMEOUT_SECONDS)
+    try:
+        with transaction.atomic():  # a savepoint: a refused pair undoes itself, not the pass
+            match = Match.objects.create(registration=registration, counselor=counselor, join_deadline=deadline)
+            _pair_commit(match=match, registration=registration, counselor=counselor, now=now)
+    except (IntegrityError, _AlreadyMoved):
+        # One open match per counselor and per registration: a writer we did
+        # not see got there first. Log it; the pass goes on with the others.
+        log.warning(
+            "refused to pair registration %s with counselor %s",
+            registration.id,
+            counselor.counselor_id,
+            extra={
+                "event": "match.refused",
+                "registration_id": registration.id,
+                "counselor_id": counselor.counselor_id,
+            },
+        )
+        return None
+    event_on_commit(
+        log,
+        "match made",
+        event="match.made",
+        match_id=match.id,
+        registration_id=registration.id,
+        customer_id=registration.customer.customer_id,
+        counselor_id=counselor.counselor_id,
+        waited_seconds=round((now - registration.enqueued_at).total_seconds(), 3),
+    )
+    return match
+
+
+def _pair_commit(*, match: Match, registration: Registration, counselor: Counselor, now: datetime) -> None:
+    moved = registration_move(
+        registration=registration,
+        to=S.MATCHED,
+        expected=(S.WAITING,),
+        actor="matcher",
+        reason="matched",
+        tell=_matched_body(match=match, registration=registration),
+        matched_at=now,
+    )
+    if not moved:
+        raise _AlreadyMoved(f"registration {registration.id} is no longer WAITING")
+    counselor_status_change(counselor=counselor, status=C.BUSY, actor="matcher", reason="matched")
+    match_record(match=match, what="created", actor="matcher")
+    _match_assigned_tell(match=match, registration=registration, counselor=counselor)
+
+
+def _matched_body(*, match: Match, registration: Registration) -> dict:
+    customer = registration.customer
+    return events.matched(
+        customer_id=customer.customer_id,
+        registration_id=registration.id,
+        identity=customer.identity,  # the recipient's own LiveKit identity
+        room_name=match.room_name,
+        match_id=match.id,
+    )
+
+
+def _match_assigned_tell(*, match: Match, registration: Registration, counselor: Counselor) -> None:
+    customer = registration.customer
+    publish.to_counselor(
+        counselor.counselor_id,
+        events.match_assigned(
+            registration_id=registration.id,
+            customer_id=customer.customer_id,
+            identity=counselor.identity,  # the recipient's own LiveKit identity
+            room_name=match.room_name,
+            match_id=match.id,
+            display_name=customer.display_name,
+        ),
+    )
+
+
+def _requeued_tell(requeued: list[Registration]) -> None:
+    """Tell each customer put back in the queue (and not matched again) its rank."""
+    version = queue_version()  # this transaction's bump: the rank set below is that version
+    for registration in requeued:
+        registration.refresh_from_db(fields=["status"])
+        rank = registration_rank(registration=registration)
+        if rank is None:
+            continue  # matched again in this very pass; it was told MATCHED
+        customer_id = registration.customer.customer_id
+        eta = estimate_for_rank(rank)
+        body = events.waiting(
+            customer_id=customer_id, registration_id=registration.id, rank=rank, version=version, eta=eta
+        )
+        registration_tell(registration=registration, body=body)

@@ -1,0 +1,25 @@
+"""The benchmark baseline HearO replaces: one group_send per waiting customer.
+
+Loaded only with ``HEARO_FANOUT=naive`` (``RealtimeConfig.ready`` installs it
+as the queue publisher), so the product's publish path never meets it.
+"""
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from common import events
+from queues.selectors import queue_snapshot
+
+
+def naive_fanout(version: int) -> None:
+    """Send every waiting customer its rank, one channel-layer message each."""
+    layer = get_channel_layer()
+
+    async def send_all(snapshot) -> None:
+        for rank, (registration_id, customer_id) in enumerate(snapshot.waiting, start=1):
+            body = events.waiting(
+                customer_id=customer_id, registration_id=registration_id, rank=rank, version=version, eta=None
+            )
+            await layer.group_send(events.customer_group(customer_id), {"type": "customer.event", "body": body})
+
+    async_to_sync(send_all)(queue_snapshot())
