@@ -372,6 +372,6 @@ def test_a_celery_worker_logs_the_match_it_makes_as_json(redis_url, settings, tm
         (match,) = wait_for_event(worker, "match.made", parse=worker_lines)
         output = worker.output()
     assert (match["registration_id"], match["counselor_id"]) == (visit.id, counselor.counselor_id)
-    assert match["logger"] == "matching.services"
+    assert match["logger"] == "matching.matcher"
     # Celery kept the configured handler: its own lines are JSON too.
     assert [r["logger"] for r in worker_lines(output) if r["message"].endswith(" ready.")] == ["celery.apps.worker"]
