@@ -6,7 +6,6 @@ the channel-layer messages addressed to it, and gives it ``send``/``close``.
 Subclasses differ only in the encoding (STOMP frames or plain JSON).
 """
 
-import hashlib
 import logging
 import time
 from typing import Protocol
@@ -39,11 +38,6 @@ class ClientError(Exception):
     def __init__(self, message: str, detail: str = "", *, code: int = 1008) -> None:
         super().__init__(message)
         self.message, self.detail, self.close_code = message, detail or message, code
-
-
-def test_group(destination: str) -> str:
-    """Return a channel-layer group name for a conformance-broker destination."""
-    return "test." + hashlib.sha1(destination.encode(), usedforsecurity=False).hexdigest()
 
 
 class FrameBudget:
@@ -89,7 +83,7 @@ class PushConnection:
 
     async def authenticate(self, credentials: Credentials) -> Principal:
         try:
-            principal = await database_sync_to_async(authenticate)(credentials)
+            principal = await database_sync_to_async(self.principal_for)(credentials)
         except DomainError as exc:
             log.warning("websocket authentication refused: %s", exc.detail, extra=self.log_fields("ws.auth_refused"))
             raise ClientError("authentication failed", exc.detail) from None
@@ -104,6 +98,10 @@ class PushConnection:
         metrics.connections.labels(tier=self.tier).inc()
         self._touched = time.monotonic()
         return principal
+
+    def principal_for(self, credentials: Credentials) -> Principal:
+        """Return who is behind the credentials, or raise DomainError (sync: runs in a thread)."""
+        return authenticate(credentials)
 
     def check_rate(self) -> None:
         """Refuse a client that floods: ERROR and close, other connections untouched."""
@@ -131,20 +129,16 @@ class PushConnection:
         an update that races the snapshot is sorted out by ``left_queue`` and
         the version the client compares.
         """
-        if topic.kind == "test":
-            await self._group_add(test_group(topic.ident))
-            return
         hub = await get_hub()
         watcher = Watcher(push=lambda body, t=topic: self.hub_push(t, body))
         self.watchers[topic] = watcher
+        await self._group_add(self.group_of(topic))
         if topic.kind == "rank":
-            await self._group_add(events.customer_group(topic.ident))
             watcher.registration_id = self.principal.registration_id
             watcher.customer_id = topic.ident
             hub.watch_rank(watcher)
             await self._send_rank_snapshot(topic, watcher)
         else:
-            await self._group_add(events.counselor_group(topic.ident))
             hub.watch_queue(watcher)
             await hub.refresh_one(watcher)
 
@@ -176,14 +170,14 @@ class PushConnection:
         watcher = self.watchers.pop(topic, None)
         if watcher is not None:
             (await get_hub()).forget(watcher)
-        if topic.kind == "test":
-            group = test_group(topic.ident)
-        elif topic.kind == "rank":
-            group = events.customer_group(topic.ident)
-        else:
-            group = events.counselor_group(topic.ident)
         if not any(t == topic for t in self.topics()):
-            await self._group_discard(group)
+            await self._group_discard(self.group_of(topic))
+
+    def group_of(self, topic: Topic) -> str:
+        """Return the channel-layer group that carries the topic's events."""
+        if topic.kind == "rank":
+            return events.customer_group(topic.ident)
+        return events.counselor_group(topic.ident)
 
     def topics(self) -> list[Topic]:
         """Return the topics still subscribed (subclasses know their subscriptions)."""
@@ -250,8 +244,7 @@ class PushConnection:
         elif kind == "counselor.event":
             topic = next((t for t in self.watchers if t.kind == "counselor"), None)
         else:
-            await self.deliver_test(message)
-            return
+            return  # no other kind is sent to a product topic's group
         if topic is not None and topic in self.watchers:
             await self.deliver(topic, message["body"])
 
@@ -264,9 +257,6 @@ class PushConnection:
 
     async def deliver(self, topic: Topic, body: dict) -> None:
         raise NotImplementedError
-
-    async def deliver_test(self, message: dict) -> None:
-        """Deliver a conformance-broker message (STOMP only)."""
 
     async def receive(self, data: bytes | str) -> None:
         raise NotImplementedError

@@ -74,14 +74,11 @@ class PushConsumer(AsyncConsumer):
     async def counselor_event(self, message):
         await self.connection.layer_message(message)
 
-    async def test_message(self, message):
-        await self.connection.layer_message(message)
-
 
 class StompConsumer(PushConsumer):
     """``/ws/stomp``: STOMP 1.0-1.2 frames in WebSocket messages."""
 
-    connection_class = StompConnection
+    connection_class: type[StompConnection] = StompConnection
     tier = "stomp"
 
     def subprotocol(self) -> str | None:

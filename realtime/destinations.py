@@ -4,11 +4,16 @@
 | ---------------------------------- | ---------------------------------- |
 | /topic/queue-rank/{customerId}     | that customer only                 |
 | /topic/counselor/{counselorId}     | that counselor only                |
-| /topic/test/…, /queue/test/…       | the conformance broker's guest     |
+
+Nobody may SEND: every destination carries the server's pushes. The
+``/topic/test/…`` and ``/queue/test/…`` destinations belong to the STOMP
+conformance broker (``realtime.conformance``, a test mode); here they are
+only recognised, to be refused.
 """
 
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 RANK_PREFIX = "/topic/queue-rank/"
 COUNSELOR_PREFIX = "/topic/counselor/"
@@ -22,8 +27,8 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # "customer", "counselor" or "guest"
-    ident: str  # customerId, counselorId or "guest"
+    kind: str  # "customer" or "counselor" (the conformance broker adds its own)
+    ident: str  # customerId or counselorId
     registration_id: int | None = None
 
     @property
@@ -37,8 +42,13 @@ class Principal:
 
 @dataclass(frozen=True)
 class Topic:
-    kind: str  # "rank", "counselor" or "test"
+    kind: str  # "rank" or "counselor" (the conformance broker adds its own)
     ident: str
+
+
+def is_test_destination(destination: str) -> bool:
+    """Return whether the destination is one the conformance broker serves."""
+    return destination.startswith(TEST_PREFIXES) and len(destination) <= 200
 
 
 def parse(destination: str) -> Topic:
@@ -49,27 +59,22 @@ def parse(destination: str) -> Topic:
             if not _ID.fullmatch(ident):
                 raise Refused(f"malformed destination {destination!r}")
             return Topic(kind, ident)
-    if destination.startswith(TEST_PREFIXES) and len(destination) <= 200:
-        return Topic("test", destination)
+    if is_test_destination(destination):
+        raise Refused("test destinations need the conformance broker")
     raise Refused(f"unknown destination {destination!r}")
 
 
 def authorize_subscribe(principal: Principal, destination: str) -> Topic:
     """Return the topic if this principal may subscribe to it, else raise Refused."""
     topic = parse(destination)
-    if topic.kind == "test":
-        if principal.kind != "guest":
-            raise Refused("test destinations need the conformance broker")
-        return topic
     if destination != principal.own_destination:
         # The original design let anyone who knew an id listen in.
         raise Refused(f"not allowed to subscribe to {destination!r}")
     return topic
 
 
-def authorize_send(principal: Principal, destination: str) -> Topic:
-    """Return the topic if this principal may SEND to it, else raise Refused."""
-    topic = parse(destination)
-    if topic.kind != "test" or principal.kind != "guest":
-        raise Refused(f"SEND to {destination!r} is not allowed")
-    return topic
+def refuse_send(destination: str) -> NoReturn:
+    """Raise Refused: no destination takes a SEND, and the detail says why."""
+    if not is_test_destination(destination):
+        parse(destination)  # a malformed or unknown destination is named as such
+    raise Refused(f"SEND to {destination!r} is not allowed")

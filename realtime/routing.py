@@ -11,7 +11,22 @@ from realtime.sockjs.http import SockJSApp, allowed_origin
 from realtime.sockjs.services import build_services
 from realtime.sockjs.ws import websocket_consumer
 
-sockjs_services = build_services()
+
+def stomp_consumer() -> type[StompConsumer]:
+    """Return the consumer every STOMP socket gets, chosen once at start-up.
+
+    ``HEARO_STOMP_TEST_BROKER`` swaps in the conformance broker: a test mode,
+    loaded only when asked for.
+    """
+    if settings.HEARO_STOMP_TEST_BROKER:
+        from realtime.conformance import ConformanceStompConsumer
+
+        return ConformanceStompConsumer
+    return StompConsumer
+
+
+STOMP_CONSUMER = stomp_consumer()
+sockjs_services = build_services(stomp_connection=STOMP_CONSUMER.connection_class)
 sockjs_http_app = SockJSApp(sockjs_services)
 
 
@@ -21,13 +36,13 @@ def sockjs_routes() -> list:
         prefix = service.prefix.lstrip("/")
         routes.append(re_path(rf"^{prefix}/[^/.]+/[^/.]+/websocket$", websocket_consumer(service)))
         # The raw entry point: plain WebSocket, no SockJS framing.
-        raw = StompConsumer.as_asgi() if service.prefix == "/ws/sockjs" else websocket_consumer(service, raw=True)
+        raw = STOMP_CONSUMER.as_asgi() if service.prefix == "/ws/sockjs" else websocket_consumer(service, raw=True)
         routes.append(path(f"{prefix}/websocket", raw))
     return routes
 
 
 websocket_urlpatterns = [
-    path("ws/stomp", StompConsumer.as_asgi()),
+    path("ws/stomp", STOMP_CONSUMER.as_asgi()),
     path("ws/raw", RawJsonConsumer.as_asgi()),
 ]
 

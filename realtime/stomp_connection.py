@@ -12,7 +12,7 @@ from common import metrics
 from matching.selectors import registration_by_id_state
 from realtime import destinations
 from realtime.auth import Credentials
-from realtime.connection import ClientError, PushConnection, test_group
+from realtime.connection import ClientError, PushConnection
 from realtime.destinations import Refused, Topic
 from realtime.session import (
     AckReceived,
@@ -27,19 +27,6 @@ from realtime.session import (
 from realtime.stomp import StompError
 
 log = logging.getLogger(__name__)
-
-# Headers the broker sets itself on a relayed conformance message.
-_RESERVED = {
-    "destination",
-    "receipt",
-    "content-length",
-    "content-type",
-    "transaction",
-    "message-id",
-    "subscription",
-    "ack",
-}
-
 
 # Pieces of a frame larger than the transport's message limit (see PushConsumer).
 CHUNK = 256 * 1024
@@ -100,7 +87,7 @@ class StompConnection(PushConnection):
         if len(self.sub_topics) >= settings.HEARO_MAX_SUBSCRIPTIONS:
             raise ClientError("too many subscriptions", f"at most {settings.HEARO_MAX_SUBSCRIPTIONS} per connection")
         try:
-            topic = destinations.authorize_subscribe(self.principal, event.destination)
+            topic = self.authorize_subscribe(event.destination)
         except Refused as exc:
             raise ClientError("subscription refused", str(exc)) from None
         first = topic not in self.sub_topics.values()
@@ -115,6 +102,10 @@ class StompConnection(PushConnection):
             state = await database_sync_to_async(registration_by_id_state)(self.principal.registration_id)
             await self.send(self.session.message(event.id, json.dumps(state, separators=(",", ":")).encode()))
 
+    def authorize_subscribe(self, destination: str) -> Topic:
+        """Return the topic this connection's principal may watch there, or raise Refused."""
+        return destinations.authorize_subscribe(self.principal, destination)
+
     async def on_unsubscribe(self, event: UnsubscribeRequested) -> None:
         topic = self.sub_topics.pop(event.id, None)
         await self.send(self.session.unsubscribe(event))
@@ -122,21 +113,11 @@ class StompConnection(PushConnection):
             await self.detach(topic)
 
     async def on_send(self, event: SendRequested) -> None:
+        # Every destination carries the server's pushes: a client has nothing to SEND.
         try:
-            destinations.authorize_send(self.principal, event.destination)
+            destinations.refuse_send(event.destination)
         except Refused as exc:
             raise ClientError("send refused", str(exc)) from None
-        frame = event.frame
-        custom = [(k, v) for k, v in frame.headers if k not in _RESERVED]
-        message = {
-            "type": "test.message",
-            "destination": event.destination,
-            "content_type": frame.get("content-type"),
-            "headers": [list(h) for h in custom],
-            "body": frame.body,
-        }
-        await self.layer.group_send(test_group(event.destination), message)
-        await self.send(self.session.receipt_for(frame))
 
     async def on_disconnect(self, event: DisconnectRequested) -> None:
         await self.send(self.session.disconnect(event))
@@ -175,15 +156,6 @@ class StompConnection(PushConnection):
         for sub_id, sub_topic in list(self.sub_topics.items()):
             if sub_topic == topic and not self.session.closed:
                 await self.send(self.session.message(sub_id, payload))
-
-    async def deliver_test(self, message: dict) -> None:
-        headers = {k: v for k, v in message["headers"]}
-        for sub_id, topic in list(self.sub_topics.items()):
-            if topic.kind == "test" and topic.ident == message["destination"] and not self.session.closed:
-                data = self.session.message(
-                    sub_id, message["body"], content_type=message["content_type"], headers=headers
-                )
-                await self.send(data)
 
     async def _heartbeats(self) -> None:
         """Send beats when we have been quiet; close a peer that went silent."""

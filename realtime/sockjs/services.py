@@ -1,7 +1,8 @@
 """The SockJS services HearO mounts, and the session handlers they carry.
 
-``/ws/sockjs`` carries STOMP sessions: the same StompConnection as
-``/ws/stomp``, with a SockJS session as its transport. With
+``/ws/sockjs`` carries STOMP sessions: the same connection class as
+``/ws/stomp`` (``realtime.routing`` chooses it), with a SockJS session as its
+transport. With
 ``HEARO_SOCKJS_TEST_SERVICES=1`` the protocol test suite's services are
 mounted under ``/sockjs-test/`` (``echo``, ``close``,
 ``disabled_websocket_echo``, ``cookie_needed_echo``), served by the same code.
@@ -11,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -56,10 +58,13 @@ class SessionTransport:
 class StompHandler(Handler):
     """A STOMP session over SockJS, with its own channel-layer channel."""
 
+    def __init__(self, connection_class: type[StompConnection] = StompConnection) -> None:
+        self.connection_class = connection_class
+
     async def opened(self, session: Session) -> None:
         self.layer = get_channel_layer()
         self.channel = await self.layer.new_channel()
-        self.connection = StompConnection(SessionTransport(session), self.channel, session.scope)
+        self.connection = self.connection_class(SessionTransport(session), self.channel, session.scope)
         self.pump = asyncio.create_task(self._pump())
 
     async def _pump(self) -> None:
@@ -88,11 +93,12 @@ class CloseHandler(Handler):
         session.close()
 
 
-def build_services() -> list[Service]:
+def build_services(stomp_connection: type[StompConnection] = StompConnection) -> list[Service]:
+    """Return the services to mount, ``/ws/sockjs`` serving STOMP with ``stomp_connection``."""
     services = [
         Service(
             "/ws/sockjs",
-            StompHandler,
+            partial(StompHandler, stomp_connection),
             response_limit=settings.HEARO_SOCKJS_RESPONSE_LIMIT,
             disconnect_delay=settings.HEARO_SOCKJS_DISCONNECT_DELAY,
         )
