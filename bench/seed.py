@@ -20,7 +20,7 @@ from matching.models import Counselor, CounselorEvent, Match, MatchEvent
 from queues import leases
 from queues.models import Customer, Registration, RegistrationEvent
 from queues.selectors import queue_snapshot, token_hash
-from queues.services import TOKEN_CACHE_SECONDS, queue_changed
+from queues.services import TOKEN_CACHE_SECONDS, queue_changed, queue_default
 
 W = Registration.Status.WAITING
 BATCH = 1000
@@ -51,12 +51,22 @@ def customers_seed(n: int) -> list[Seat]:
     tokens = [secrets.token_urlsafe(24) for _ in range(n)]
     customers = Customer.objects.bulk_create([Customer(display_name=f"bench {i}") for i in range(n)], BATCH)
     far = now + timedelta(days=1)
-    regs = [
-        Registration(
-            customer=c, enqueued_at=now + timedelta(milliseconds=i), token_hash=token_hash(t), lease_expires_at=far
+    queue = queue_default()
+    regs = []
+    for i, (c, t) in enumerate(zip(customers, tokens, strict=True)):
+        at = now + timedelta(milliseconds=i)
+        regs.append(
+            Registration(
+                customer=c,
+                queue=queue,
+                language="ko",
+                enqueued_at=at,
+                virtual_arrival=at,
+                queue_since=at,
+                token_hash=token_hash(t),
+                lease_expires_at=far,
+            )
         )
-        for i, (c, t) in enumerate(zip(customers, tokens, strict=True))
-    ]
     regs = Registration.objects.bulk_create(regs, BATCH)
     _cache_as_joined(regs)
     _version_bump()

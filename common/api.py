@@ -6,11 +6,12 @@ from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from redis.exceptions import RedisError
-from rest_framework import exceptions, serializers
+from rest_framework import exceptions, permissions, serializers
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from common.errors import DomainError
+from common.errors import DomainError, Forbidden
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +97,37 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("not_a_string")
         return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A BooleanField that takes only JSON true or false (not "yes", 1 or "on")."""
+
+    default_error_messages = {"not_a_boolean": "must be true or false"}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("not_a_boolean")
+        return data
+
+
+class IsStaff(permissions.BasePermission):
+    """Django's ``is_staff``, through a session or ``Authorization: Token``."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff and user.is_active)
+
+
+class StaffAPIView(APIView):
+    """Base for the staff-only configuration endpoints.
+
+    Anyone who is not staff gets 403, whether anonymous, a customer with a
+    bearer token or a counselor without ``is_staff``: the answer is the same
+    "you may not", not an invitation to retry with other credentials. A bad
+    ``Token`` is still a 401 (authentication runs first and fails loudly).
+    """
+
+    permission_classes = [IsStaff]
+
+    def permission_denied(self, request, message=None, code=None):
+        raise Forbidden("staff login required (session or Authorization: Token)", code="staff_only")

@@ -30,22 +30,51 @@ def epoch_ms(when: datetime | None = None) -> int:
     return int(when.timestamp() * 1000)
 
 
-def waiting(*, customer_id: str, registration_id: int, rank: int, version: int, eta: int | None) -> dict:
-    return {
+def queue_changed(*, version: int, queue_ids: list[str] | None, reason: str) -> dict:
+    """Return the broadcast every node's hub hears: which queues changed, and why."""
+    return {"type": "queue.changed", "version": version, "queues": queue_ids, "reason": reason}
+
+
+def waiting(
+    *,
+    customer_id: str,
+    registration_id: int,
+    queue_id: str,
+    rank: int,
+    version: int,
+    eta: int | None,
+    eta_reason: str | None = None,
+    reason: str | None = None,
+) -> dict:
+    """Return a WAITING message: the rank in the customer's line, and the estimate.
+
+    ``eta`` None comes with ``eta_reason`` (``no_counselor_online``, ``closed``);
+    ``reason`` says why the rank moved when it is news (``urgent_ahead``).
+    """
+    body = {
         "customerId": customer_id,
         "registrationId": registration_id,
+        "queueId": queue_id,
         "status": "WAITING",
         "rank": rank,
         "estimatedWaitSeconds": eta,
         "version": version,
         "timestamp": epoch_ms(),
     }
+    if eta is None and eta_reason:
+        body["estimatedWaitReason"] = eta_reason
+    if reason:
+        body["reason"] = reason
+    return body
 
 
-def matched(*, customer_id: str, registration_id: int, identity: str, room_name: str, match_id: int) -> dict:
+def matched(
+    *, customer_id: str, registration_id: int, queue_id: str, identity: str, room_name: str, match_id: int
+) -> dict:
     return {
         "customerId": customer_id,
         "registrationId": registration_id,
+        "queueId": queue_id,
         "status": "MATCHED",
         "identity": identity,
         "roomName": room_name,
@@ -54,10 +83,13 @@ def matched(*, customer_id: str, registration_id: int, identity: str, room_name:
     }
 
 
-def in_call(*, customer_id: str, registration_id: int, identity: str, room_name: str, match_id: int) -> dict:
+def in_call(
+    *, customer_id: str, registration_id: int, queue_id: str, identity: str, room_name: str, match_id: int
+) -> dict:
     body = matched(
         customer_id=customer_id,
         registration_id=registration_id,
+        queue_id=queue_id,
         identity=identity,
         room_name=room_name,
         match_id=match_id,
@@ -65,11 +97,12 @@ def in_call(*, customer_id: str, registration_id: int, identity: str, room_name:
     return body | {"status": "IN_CALL"}
 
 
-def terminal(*, customer_id: str, registration_id: int, status: str, reason: str) -> dict:
+def terminal(*, customer_id: str, registration_id: int, queue_id: str, status: str, reason: str) -> dict:
     """Return the last message of a visit: COMPLETED, CANCELLED or EXPIRED."""
     return {
         "customerId": customer_id,
         "registrationId": registration_id,
+        "queueId": queue_id,
         "status": status,
         "reason": reason,
         "timestamp": epoch_ms(),
@@ -77,13 +110,25 @@ def terminal(*, customer_id: str, registration_id: int, status: str, reason: str
 
 
 def match_assigned(
-    *, registration_id: int, customer_id: str, identity: str, room_name: str, match_id: int, display_name: str
+    *,
+    registration_id: int,
+    customer_id: str,
+    identity: str,
+    room_name: str,
+    match_id: int,
+    display_name: str,
+    queue_id: str,
+    language: str,
+    urgent: bool,
 ) -> dict:
     return {
         "type": "MATCH_ASSIGNED",
         "registrationId": registration_id,
         "customerId": customer_id,
         "customerName": display_name,
+        "queueId": queue_id,
+        "language": language,
+        "urgent": urgent,
         "identity": identity,
         "roomName": room_name,
         "matchId": match_id,
@@ -113,5 +158,14 @@ def match_ended(*, match_id: int, room_name: str, reason: str) -> dict:
     }
 
 
-def counselor_status(*, counselor_id: str, status: str) -> dict:
-    return {"type": "STATUS", "counselorId": counselor_id, "status": status, "timestamp": epoch_ms()}
+def counselor_status(*, counselor_id: str, status: str, wrap_up_until: datetime | None = None) -> dict:
+    """Tell the dashboard its counselor's status (with the wrap-up's end while in WRAP_UP)."""
+    body = {"type": "STATUS", "counselorId": counselor_id, "status": status, "timestamp": epoch_ms()}
+    if wrap_up_until is not None:
+        body["wrapUpUntil"] = epoch_ms(wrap_up_until)
+    return body
+
+
+def counselor_skills(*, counselor_id: str) -> dict:
+    """Tell the dashboard staff changed its counselor's queues or languages (it re-reads its state)."""
+    return {"type": "SKILLS", "counselorId": counselor_id, "timestamp": epoch_ms()}

@@ -57,25 +57,28 @@ def _on_commit(group: str, message: dict) -> None:
     transaction.on_commit(partial(deliver, group, message), robust=True)
 
 
-def queue_broadcast(version: int) -> None:
-    """Tell every node's rank hub, now, that the queue order changed (one message)."""
-    deliver(events.QUEUE_GROUP, {"type": "queue.changed", "version": version})
+def queue_broadcast(version: int, queue_ids: list[str] | None = None, reason: str = "") -> None:
+    """Tell every node's rank hub, now, that these queues' order changed (one message).
+
+    ``queue_ids`` None means any queue may have changed: the hubs re-read all.
+    """
+    deliver(events.QUEUE_GROUP, events.queue_changed(version=version, queue_ids=queue_ids, reason=reason))
 
 
 # How a committed queue change goes out: the broadcast, unless a benchmark
 # baseline replaced it at start-up (``realtime.naive_fanout``, HEARO_FANOUT=naive).
-_queue_publisher: Callable[[int], None] = queue_broadcast
+_queue_publisher: Callable[..., None] = queue_broadcast
 
 
-def queue_publisher_set(publisher: Callable[[int], None]) -> None:
+def queue_publisher_set(publisher: Callable[..., None]) -> None:
     """Replace how queue changes are published (called once, from an AppConfig.ready)."""
     global _queue_publisher
     _queue_publisher = publisher
 
 
-def queue_changed(*, version: int) -> None:
-    """After commit, tell every node once that the queue order changed."""
-    transaction.on_commit(partial(_queue_publisher, version), robust=True)
+def queue_changed(*, version: int, queue_ids: list[str] | None = None, reason: str = "") -> None:
+    """After commit, tell every node once that these queues' order changed."""
+    transaction.on_commit(partial(_queue_publisher, version, queue_ids, reason), robust=True)
 
 
 def to_customer(customer_id: str, body: dict) -> None:

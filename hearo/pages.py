@@ -12,15 +12,17 @@ from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils.translation import get_language, get_language_info
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.errors import DomainError
+from common.events import epoch_ms
 from matching import dashboard
 from matching.selectors import counselor_for_user, counselor_profile
-from queues.selectors import queue_order
+from queues.selectors import queue_languages, queue_names, queue_order
 from realtime.hub import queue_stats_body
 
 # SockJS transports in the order tier 2 tries them: a WebSocket first, then
@@ -46,6 +48,17 @@ def client_config(request, **extra) -> dict:
         "debug": settings.DEBUG,
         **extra,
     }
+
+
+def language_names() -> dict[str, str]:
+    """Return each language a queue may serve, named in its own language (한국어, English)."""
+    names = {}
+    for code in queue_languages():
+        try:
+            names[code] = get_language_info(code)["name_local"]
+        except KeyError:
+            names[code] = code
+    return names
 
 
 def tier_strings() -> dict:
@@ -103,6 +116,11 @@ def dashboard_strings() -> dict:
         "status.AWAY": _("Away"),
         "status.OFFLINE": _("Offline"),
         "status.BUSY": _("In a session"),
+        "status.WRAP_UP": _("Wrapping up"),
+        "wrapup.left": _("Next customer in %(time)s"),
+        "wrapup.over": _("Available again in a moment…"),
+        "skills.line": _("You take: %(queues)s · in %(languages)s"),
+        "skills.none": _("You are not assigned to any queue yet; ask a supervisor."),
         "queue.none": _("—"),
         "queue.seconds": _("%(seconds)s s"),
         "queue.minutes": _("%(minutes)s min %(seconds)s s"),
@@ -144,7 +162,12 @@ def counselor_dashboard(request):
         counselor = counselor_for_user(user=request.user)
     except DomainError as exc:
         return render(request, "counselor/not_counselor.html", {"detail": exc.detail}, status=exc.status)
-    extra = {"counselorId": counselor.counselor_id, "stateUrl": reverse("dashboard-state")}
+    extra = {
+        "counselorId": counselor.counselor_id,
+        "stateUrl": reverse("dashboard-state"),
+        "queueNames": queue_names(language=get_language()),
+        "languageNames": language_names(),
+    }
     context = {
         "counselor": counselor_profile(counselor=counselor),
         "config": client_config(request, **extra),
@@ -163,12 +186,14 @@ class DashboardStateApi(APIView):
     @extend_schema(exclude=True)
     def get(self, request):
         counselor = counselor_for_user(user=request.user)
+        order = queue_order()
         return Response(
             {
                 "type": "DASHBOARD",
                 "counselor": counselor_profile(counselor=counselor),
                 "openMatch": dashboard.dashboard_open_match(counselor=counselor),
-                "queue": queue_stats_body(queue_order()),
+                "queue": queue_stats_body(order.queues, order.version),
                 "history": dashboard.dashboard_history_today(counselor=counselor),
+                "timestamp": epoch_ms(),
             }
         )

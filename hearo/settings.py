@@ -159,6 +159,8 @@ HEARO_MATCH_INTERVAL_SECONDS = env_int("HEARO_MATCH_INTERVAL_SECONDS", 5)
 HEARO_POLL_SECONDS = env_int("HEARO_POLL_SECONDS", 5)
 # How long a matched side has to join the call before the match is undone.
 HEARO_JOIN_TIMEOUT_SECONDS = env_int("HEARO_JOIN_TIMEOUT_SECONDS", 60)
+# The handle time the wait estimate assumes until a queue has three completed calls.
+HEARO_DEFAULT_HANDLE_SECONDS = env_int("HEARO_DEFAULT_HANDLE_SECONDS", 600, minimum=1)
 if HEARO_HEARTBEAT_SECONDS >= HEARO_LEASE_SECONDS:
     raise ImproperlyConfigured("HEARO_HEARTBEAT_SECONDS must be shorter than HEARO_LEASE_SECONDS")
 
@@ -246,6 +248,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Three choice sets share the field name "status"; name each for what it is.
+    "ENUM_NAME_OVERRIDES": {
+        "RegistrationStatusEnum": "queues.models.Registration.Status",
+        "CounselorStatusEnum": "matching.models.Counselor.Status",
+        "SelfServiceStatusEnum": "matching.counselors.SELF_SERVICE_STATUSES",
+    },
 }
 
 # --- Auth, i18n, static ----------------------------------------------------

@@ -5,7 +5,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from common.api import json_error_view
 from hearo import health
 from matching import apis as matching_apis
+from matching import staff_apis as matching_staff_apis
 from queues import apis as queue_apis
+from queues import staff_apis as queue_staff_apis
 
 api = [
     path("api/queue/join", queue_apis.JoinApi.as_view(), name="queue-join"),
@@ -20,6 +22,11 @@ api = [
     path("api/livekit/webhook", matching_apis.LiveKitWebhookApi.as_view(), name="livekit-webhook"),
     path("api/matches/<int:match_id>/joined", matching_apis.MatchJoinedApi.as_view(), name="match-joined"),
     path("api/matches/<int:match_id>/complete", matching_apis.MatchCompleteApi.as_view(), name="match-complete"),
+    path("api/queues", matching_apis.QueuesApi.as_view(), name="queues"),
+    path("api/admin/queues", queue_staff_apis.QueuesApi.as_view(), name="admin-queues"),
+    path("api/admin/queues/<slug:queue_id>", queue_staff_apis.QueueApi.as_view(), name="admin-queue"),
+    path("api/admin/counselors", matching_staff_apis.CounselorsApi.as_view(), name="admin-counselors"),
+    path("api/admin/counselors/<str:counselor_id>", matching_staff_apis.CounselorApi.as_view(), name="admin-counselor"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -5,6 +5,7 @@ match endpoints also take the customer's ``Authorization: Bearer`` token.
 """
 
 from django.contrib.auth import authenticate
+from django.utils.translation import get_language
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
@@ -18,6 +19,7 @@ from matching import counselors, handoff, livekit, selectors
 from matching.models import Counselor
 from queues import apis as queue_apis
 from queues.apis import ERROR
+from queues.models import Registration
 from queues.selectors import registration_by_token
 
 STATE = inline_serializer(
@@ -25,7 +27,7 @@ STATE = inline_serializer(
     {
         "customerId": serializers.CharField(),
         "registrationId": serializers.IntegerField(),
-        "status": serializers.ChoiceField(["WAITING", "MATCHED", "IN_CALL", "COMPLETED", "CANCELLED", "EXPIRED"]),
+        "status": serializers.ChoiceField(Registration.Status.choices),
         "rank": serializers.IntegerField(required=False, help_text="while WAITING"),
         "estimatedWaitSeconds": serializers.IntegerField(required=False, allow_null=True),
         "version": serializers.IntegerField(required=False, help_text="queue version; drop older messages"),
@@ -45,7 +47,7 @@ PROFILE = inline_serializer(
         "counselorId": serializers.CharField(),
         "username": serializers.CharField(),
         "displayName": serializers.CharField(),
-        "status": serializers.ChoiceField(Counselor.Status.values),
+        "status": serializers.ChoiceField(Counselor.Status.choices),
     },
 )
 
@@ -62,7 +64,8 @@ class TokenApi(APIView):
     @extend_schema(
         request=TokenIn,
         responses={200: inline_serializer("AuthToken", {"token": serializers.CharField()}), 400: ERROR, 401: ERROR},
-        description="Exchange a counselor's username and password for an API token (`Authorization: Token <key>`).",
+        description="Exchange a counselor's or a staff user's username and password for an API token "
+        "(`Authorization: Token <key>`).",
     )
     def post(self, request):
         data = TokenIn(data=request.data)
@@ -70,7 +73,8 @@ class TokenApi(APIView):
         user = authenticate(request, **data.validated_data)
         if user is None:
             raise Unauthorized("wrong username or password", code="bad_credentials")
-        selectors.counselor_for_user(user=user)  # only counselors get API tokens
+        if not user.is_staff:
+            selectors.counselor_for_user(user=user)  # only counselors and staff get API tokens
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 
@@ -231,6 +235,47 @@ class LiveKitWebhookApi(APIView):
         )
         counted = handoff.match_joined_by_livekit(event=event.event, room_name=event.room_name, identity=event.identity)
         return Response({"counted": counted})
+
+
+LINE = inline_serializer(
+    "QueueLine",
+    {
+        "language": serializers.CharField(),
+        "waiting": serializers.IntegerField(),
+        "estimatedWaitSeconds": serializers.IntegerField(allow_null=True),
+        "estimatedWaitReason": serializers.CharField(allow_null=True, help_text="no_counselor_online or closed"),
+    },
+)
+PUBLIC_QUEUE = inline_serializer(
+    "PublicQueue",
+    {
+        "queueId": serializers.CharField(),
+        "name": serializers.CharField(help_text="in the request's language (Accept-Language)"),
+        "languages": serializers.ListField(child=serializers.CharField()),
+        "open": serializers.BooleanField(),
+        "accepting": serializers.BooleanField(help_text="false when closed or full"),
+        "full": serializers.BooleanField(),
+        "opensAt": serializers.IntegerField(allow_null=True, help_text="epoch ms of the next opening, when closed"),
+        "waiting": serializers.IntegerField(),
+        "estimatedWaitSeconds": serializers.IntegerField(allow_null=True, help_text="for someone joining now"),
+        "estimatedWaitReason": serializers.CharField(allow_null=True),
+        "urgentHeadStartSeconds": serializers.IntegerField(),
+        "alternatives": serializers.ListField(child=serializers.DictField()),
+        "lines": LINE.__class__(many=True),
+    },
+    many=True,
+)
+
+
+class QueuesApi(APIView):
+    """``/api/queues``: the lines a customer may pick (public)."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(responses={200: PUBLIC_QUEUE}, description="Every queue: open or not, its wait, where else to turn.")
+    def get(self, request):
+        return Response(selectors.queues_public(language=get_language()))
 
 
 class RankApi(queue_apis.CustomerAPIView):

@@ -2,16 +2,20 @@ from django.apps import AppConfig
 from django.conf import settings
 
 
-def match_pass_soon() -> None:
+def match_pass_soon(after: float = 0) -> None:
     """Start a pass where this deployment runs them: this process's loop, or a Celery worker."""
     from matching import inprocess, tasks
 
     if settings.HEARO_INPROCESS_MATCHER:
-        inprocess.request_now()
+        if after:
+            inprocess.request_now(after=after)
+        else:
+            inprocess.request_now()
     else:
-        # A triggered run still queued after one interval is stale: the
-        # beat has run a pass since, so let the worker drop it.
-        tasks.match_pass_task.apply_async(expires=settings.HEARO_MATCH_INTERVAL_SECONDS)
+        # A triggered run still queued one interval after it was due is stale:
+        # the beat has run a pass since, so let the worker drop it.
+        options = {"countdown": after} if after else {}
+        tasks.match_pass_task.apply_async(expires=after + settings.HEARO_MATCH_INTERVAL_SECONDS, **options)
 
 
 class MatchingConfig(AppConfig):

@@ -4,19 +4,22 @@
 """
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from common import events, publish
-from common.errors import Conflict
+from common.errors import Conflict, DomainError, NotFound
 from common.logs import event_on_commit
 from matching import triggers
 from matching.models import Counselor, CounselorEvent
 from matching.selectors import wait_stats_forget
 from queues import leases
+from queues.models import Queue
+from queues.services import queue_default
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +27,7 @@ C = Counselor.Status
 # What a counselor may choose; BUSY is only ever set by the matcher.
 SELF_SERVICE_STATUSES = (C.AVAILABLE, C.AWAY, C.OFFLINE)
 # Statuses that need a live heartbeat lease; OFFLINE needs none.
-ON_LEASE = (C.AVAILABLE, C.AWAY, C.BUSY)
+ON_LEASE = (C.AVAILABLE, C.AWAY, C.BUSY, C.WRAP_UP)
 
 
 def counselor_record(*, counselor: Counselor, from_status: str, actor: str, reason: str = "") -> None:
@@ -33,20 +36,28 @@ def counselor_record(*, counselor: Counselor, from_status: str, actor: str, reas
     )
 
 
-def counselor_status_change(*, counselor: Counselor, status: str, actor: str, reason: str = "") -> bool:
-    """Set a counselor's status if it differs; record and publish it. Return whether it changed."""
+def counselor_status_change(
+    *, counselor: Counselor, status: str, actor: str, reason: str = "", wrap_up_seconds: int = 0
+) -> bool:
+    """Set a counselor's status if it differs; record and publish it. Return whether it changed.
+
+    The one writer of ``Counselor.status``. WRAP_UP lasts ``wrap_up_seconds``;
+    the matcher pass makes the counselor AVAILABLE when it runs out.
+    """
     was = counselor.status
     if was == status:
         return False
     now = timezone.now()
-    changed = Counselor.objects.filter(pk=counselor.pk, status=was).update(status=status, status_changed_at=now)
+    until = now + timedelta(seconds=wrap_up_seconds) if status == C.WRAP_UP else None
+    changed = Counselor.objects.filter(pk=counselor.pk, status=was).update(
+        status=status, status_changed_at=now, wrap_up_until=until
+    )
     if not changed:
         raise Conflict("the counselor's status changed meanwhile; retry", code="status_conflict")
-    counselor.status, counselor.status_changed_at = status, now
+    counselor.status, counselor.status_changed_at, counselor.wrap_up_until = status, now, until
     counselor_record(counselor=counselor, from_status=was, actor=actor, reason=reason)
-    publish.to_counselor(
-        counselor.counselor_id, events.counselor_status(counselor_id=counselor.counselor_id, status=status)
-    )
+    body = events.counselor_status(counselor_id=counselor.counselor_id, status=status, wrap_up_until=until)
+    publish.to_counselor(counselor.counselor_id, body)
     event_on_commit(
         log,
         "counselor status changed",
@@ -62,7 +73,19 @@ def counselor_status_change(*, counselor: Counselor, status: str, actor: str, re
         # Every freed seat passes through here: a status click, a completed
         # call, a customer no-show or cancel. Ask for a pass once it commits.
         transaction.on_commit(triggers.request_match_pass, robust=True)
+    elif status == C.WRAP_UP:
+        # And once more when the wrap-up runs out, rather than at the next beat.
+        transaction.on_commit(partial(triggers.request_match_pass, after=wrap_up_seconds), robust=True)
     return True
+
+
+def counselor_free(*, counselor: Counselor, actor: str, reason: str, wrap_up_seconds: int = 0) -> bool:
+    """Free a counselor after a match: WRAP_UP for ``wrap_up_seconds`` after a call, else AVAILABLE."""
+    if wrap_up_seconds > 0:
+        return counselor_status_change(
+            counselor=counselor, status=C.WRAP_UP, actor=actor, reason=reason, wrap_up_seconds=wrap_up_seconds
+        )
+    return counselor_status_change(counselor=counselor, status=C.AVAILABLE, actor=actor, reason=reason)
 
 
 def counselor_lock(*, counselor_id: int) -> Counselor:
@@ -118,6 +141,66 @@ def counselor_create(*, username: str, password: str | None, display_name: str =
     if user_model.objects.filter(username=username).exists():
         raise Conflict(f"user {username!r} already exists", code="user_exists")
     user = user_model.objects.create_user(username=username, password=password)
-    counselor = Counselor.objects.create(user=user, display_name=display_name)
+    queue = queue_default()
+    counselor = Counselor.objects.create(user=user, display_name=display_name, languages=list(queue.languages))
+    counselor.queues.add(queue)  # serves the default queue in all its languages until staff say otherwise
     counselor_record(counselor=counselor, from_status="", actor="admin", reason="created")
+    return counselor
+
+
+def _skills_clean(body: object) -> dict:
+    if not isinstance(body, dict) or not body or not set(body) <= {"queues", "languages"}:
+        raise DomainError("expected {queues?: [queueId, …], languages?: [code, …]}", code="invalid_skills")
+    for name in body:
+        value = body[name]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise DomainError(f"{name}: expected a list of strings", code="invalid_skills", extra={"field": name})
+        if len(set(value)) != len(value):
+            raise DomainError(f"{name}: an entry is listed twice", code="invalid_skills", extra={"field": name})
+    return body
+
+
+@transaction.atomic(durable=True)
+def counselor_skills_set(*, counselor_id: str, body: object, actor: str) -> Counselor:
+    """Set the queues and languages a counselor serves (either or both); the matcher looks again.
+
+    Every queue must exist, and every language must be served by one of the
+    counselor's queues: a language nobody could bring would only make a
+    counselor look on duty for a line it can never take.
+    """
+    skills = _skills_clean(body)
+    counselor = Counselor.objects.select_for_update().select_related("user").filter(counselor_id=counselor_id).first()
+    if counselor is None:
+        raise NotFound(f"no counselor {counselor_id!r}")
+    if "queues" in skills:
+        queues = list(Queue.objects.filter(queue_id__in=skills["queues"]))
+        missing = sorted(set(skills["queues"]) - {q.queue_id for q in queues})
+        if missing:
+            raise DomainError(f"no queue {missing[0]!r}", code="unknown_queue", extra={"field": "queues"})
+    else:
+        queues = list(counselor.queues.all())
+    languages = skills.get("languages", counselor.languages or [])
+    served = {code for queue in queues for code in queue.languages}
+    strays = [code for code in languages if code not in served]
+    if strays:
+        raise DomainError(
+            f"none of this counselor's queues serves {strays[0]!r}",
+            code="unsupported_language",
+            extra={"field": "languages"},
+        )
+    counselor.languages = list(languages)
+    counselor.save(update_fields=["languages"])
+    counselor.queues.set(queues)
+    publish.to_counselor(counselor.counselor_id, events.counselor_skills(counselor_id=counselor.counselor_id))
+    event_on_commit(
+        log,
+        "counselor skills set",
+        event="counselor.skills",
+        counselor_id=counselor.counselor_id,
+        queues=sorted(q.queue_id for q in queues),
+        languages=list(languages),
+        actor=actor,
+    )
+    transaction.on_commit(wait_stats_forget)
+    transaction.on_commit(triggers.request_match_pass, robust=True)
     return counselor

@@ -13,7 +13,7 @@ from django.utils import timezone
 from common import events, publish
 from common.errors import Conflict, Forbidden
 from common.logs import event_on_commit
-from matching.counselors import counselor_lock, counselor_status_change
+from matching.counselors import counselor_free, counselor_lock, counselor_status_change
 from matching.models import Counselor, Match, MatchEvent
 from matching.selectors import match_open_by_room, match_side_by_identity
 from queues.models import Registration
@@ -30,7 +30,7 @@ def _match_lock(match_id: int) -> Match:
     """Lock an open-or-ended match row and return it with its sides loaded."""
     return (
         Match.objects.select_for_update(of=("self",))
-        .select_related("registration__customer", "counselor__user")
+        .select_related("registration__customer", "registration__queue", "counselor__user")
         .get(pk=match_id)
     )
 
@@ -130,6 +130,7 @@ def _call_start(match: Match) -> None:
     body = events.in_call(
         customer_id=customer.customer_id,
         registration_id=registration.id,
+        queue_id=registration.queue_id,
         identity=customer.identity,
         room_name=match.room_name,
         match_id=match.id,
@@ -185,8 +186,11 @@ def match_complete(*, match_id: int, counselor: Counselor) -> Match:
 
 
 def _counselor_free(*, match: Match, reason: str) -> None:
+    """Free the counselor: after a call that took place, into the queue's wrap-up first."""
     counselor = counselor_lock(counselor_id=match.counselor_id)
-    counselor_status_change(counselor=counselor, status=C.AVAILABLE, actor="matcher", reason=reason)
+    talked = match.customer_joined_at is not None and match.counselor_joined_at is not None
+    wrap_up = match.registration.queue.wrap_up_seconds if talked else 0
+    counselor_free(counselor=counselor, actor="matcher", reason=reason, wrap_up_seconds=wrap_up)
 
 
 def visit_cancel(*, registration: Registration) -> str:

@@ -57,14 +57,17 @@ def ensure_started() -> None:
         _matcher.task = loop.create_task(coroutine, name="hearo-matcher", context=contextvars.Context())
 
 
-def request_now() -> None:
-    """Wake the matcher from any thread; a no-op until ``ensure_started`` ran."""
+def request_now(*, after: float = 0) -> None:
+    """Wake the matcher from any thread (``after`` seconds from now); a no-op until ``ensure_started`` ran."""
     loop, wake = _matcher.loop, _matcher.wake
     if loop is None or wake is None or loop.is_closed():
         log.debug("in-process matcher not started; request dropped")
         return
     # asyncio.Event is not thread-safe: set it from the loop's own thread.
-    loop.call_soon_threadsafe(wake.set)
+    if after > 0:
+        loop.call_soon_threadsafe(loop.call_later, after, wake.set)
+    else:
+        loop.call_soon_threadsafe(wake.set)
 
 
 async def run_forever(interval: float) -> None:

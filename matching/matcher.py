@@ -23,11 +23,17 @@ from matching import pairing
 from matching.counselors import ON_LEASE, counselor_status_change
 from matching.handoff import match_abandon_by_customer, match_record, match_undo_for_counselor
 from matching.models import Counselor, Match
-from matching.selectors import estimate_for_rank
+from matching.selectors import estimate_for
 from queues import leases
-from queues.models import Registration
+from queues.models import Queue, Registration
 from queues.selectors import queue_version, registration_rank
-from queues.services import queue_changed, registration_expire_ghosts, registration_move, registration_tell
+from queues.services import (
+    queue_changed,
+    registration_expire_ghosts,
+    registration_move,
+    registration_overflow,
+    registration_tell,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,8 @@ class MatchPassResult:
     counselors_offline: int = 0
     requeued: list[int] = field(default_factory=list)  # registration ids
     abandoned: int = 0
+    wrap_ups_ended: int = 0
+    overflowed: list[int] = field(default_factory=list)  # registration ids
     matched: list[int] = field(default_factory=list)  # match ids
 
 
@@ -79,12 +87,47 @@ def _match_pass_commit(*, now: datetime, leases_intact: bool) -> MatchPassResult
     result = MatchPassResult()
     requeued = _counselor_ghosts_sweep(now=now, result=result) if leases_intact else _counselor_leases_refresh(now)
     requeued += _overdue_matches_undo(now=now, result=result)
-    result.matched = [match.id for match in _pairs_make(now=now)]
+    result.wrap_ups_ended = _wrap_ups_end(now=now)
+    moved = _overflows_move(now=now)
+    made = _pairs_make(now=now)
+    result.matched = [match.id for match in made]
     result.requeued = [r.id for r in requeued]
-    if result.matched or requeued:
-        queue_changed(reason="matched" if result.matched else "requeued")  # once per pass
+    result.overflowed = [r.id for r, _ in moved]
+    touched = {r.queue_id for r in requeued} | {m.registration.queue_id for m in made}
+    touched |= {q for r, was in moved for q in (was, r.queue_id)}
+    if touched:
+        reason = "matched" if made else "requeued" if requeued else "overflow"
+        queue_changed(reason=reason, queue_ids=sorted(touched))  # once per pass
         _requeued_tell(requeued)
+        _requeued_tell([r for r, _ in moved], reason="overflow")
     return result
+
+
+def _wrap_ups_end(*, now: datetime) -> int:
+    """Make every counselor whose wrap-up ran out AVAILABLE again (before pairing: it may take a call now)."""
+    due = list(claim(Counselor.objects.filter(status=C.WRAP_UP, wrap_up_until__lte=now)))
+    for counselor in due:
+        counselor_status_change(counselor=counselor, status=C.AVAILABLE, actor="matcher", reason="wrap_up_over")
+    return len(due)
+
+
+def _overflows_move(*, now: datetime) -> list[tuple[Registration, str]]:
+    """Move customers who waited past their queue's overflow time; return (visit, old queue id) pairs.
+
+    A moved customer keeps its virtual arrival, so it takes its place in time
+    in the other line (at or near the head if it waited long).
+    """
+    moved = []
+    rules = Queue.objects.filter(overflow_queue__isnull=False, overflow_after_seconds__isnull=False)
+    for queue in rules.select_related("overflow_queue"):
+        since = now - timedelta(seconds=queue.overflow_after_seconds)
+        due = Registration.objects.select_related("customer").filter(
+            status=S.WAITING, queue=queue, queue_since__lte=since
+        )
+        for registration in claim(due.order_by("virtual_arrival", "id")):
+            if registration_overflow(registration=registration, to=queue.overflow_queue, now=now):
+                moved.append((registration, queue.queue_id))
+    return moved
 
 
 def _counselor_ghosts_sweep(*, now: datetime, result: MatchPassResult) -> list[Registration]:
@@ -156,14 +199,30 @@ def _overdue_matches_undo(*, now: datetime, result: MatchPassResult) -> list[Reg
 
 
 def _pairs_make(*, now: datetime) -> list[Match]:
-    """Pair the earliest WAITING registrations with the longest-idle AVAILABLE counselors."""
+    """Give each AVAILABLE counselor, longest idle first, the earliest-arrived visit it serves.
+
+    Candidates are the first few of each line an idle counselor serves (no
+    line can give more than one visit per idle counselor), claimed under row
+    locks; the choice itself is pure (``pairing.assign``).
+    """
     idle = Counselor.objects.filter(status=C.AVAILABLE, user__is_active=True).order_by("status_changed_at", "id")
-    counselors = list(claim(idle))
+    counselors = list(claim(idle).prefetch_related("queues"))
     if not counselors:
         return []
-    queue = Registration.objects.select_related("customer").filter(status=S.WAITING).order_by("enqueued_at", "id")
-    registrations = list(claim(queue)[: len(counselors)])
-    made = (_match_create(registration=r, counselor=c, now=now) for r, c in pairing.pairs(registrations, counselors))
+    skills = {c.id: ({q.queue_id for q in c.queues.all()}, set(c.languages or ())) for c in counselors}
+    lines = {(q, lang) for queues, languages in skills.values() for q in queues for lang in languages}
+    waiting = Registration.objects.select_related("customer").filter(status=S.WAITING)
+    candidates = []
+    for queue_id, language in sorted(lines):
+        line = waiting.filter(queue_id=queue_id, language=language).order_by("virtual_arrival", "id")
+        candidates += list(claim(line)[: len(counselors)])
+
+    def serves(counselor: Counselor, registration: Registration) -> bool:
+        queues, languages = skills[counselor.id]
+        return registration.queue_id in queues and registration.language in languages
+
+    pairs = pairing.assign(counselors, candidates, serves=serves, arrival=lambda r: (r.virtual_arrival, r.id))
+    made = (_match_create(registration=r, counselor=c, now=now) for r, c in pairs)
     return [match for match in made if match is not None]
 
 
@@ -227,6 +286,7 @@ def _matched_body(*, match: Match, registration: Registration) -> dict:
     return events.matched(
         customer_id=customer.customer_id,
         registration_id=registration.id,
+        queue_id=registration.queue_id,
         identity=customer.identity,  # the recipient's own LiveKit identity
         room_name=match.room_name,
         match_id=match.id,
@@ -244,11 +304,14 @@ def _match_assigned_tell(*, match: Match, registration: Registration, counselor:
             room_name=match.room_name,
             match_id=match.id,
             display_name=customer.display_name,
+            queue_id=registration.queue_id,
+            language=registration.language,
+            urgent=registration.urgent,
         ),
     )
 
 
-def _requeued_tell(requeued: list[Registration]) -> None:
+def _requeued_tell(requeued: list[Registration], reason: str | None = None) -> None:
     """Tell each customer put back in the queue (and not matched again) its rank."""
     version = queue_version()  # this transaction's bump: the rank set below is that version
     for registration in requeued:
@@ -256,9 +319,15 @@ def _requeued_tell(requeued: list[Registration]) -> None:
         rank = registration_rank(registration=registration)
         if rank is None:
             continue  # matched again in this very pass; it was told MATCHED
-        customer_id = registration.customer.customer_id
-        eta = estimate_for_rank(rank)
+        eta, why = estimate_for(registration=registration, rank=rank)
         body = events.waiting(
-            customer_id=customer_id, registration_id=registration.id, rank=rank, version=version, eta=eta
+            customer_id=registration.customer.customer_id,
+            registration_id=registration.id,
+            queue_id=registration.queue_id,
+            rank=rank,
+            version=version,
+            eta=eta,
+            eta_reason=why,
+            reason=reason,
         )
         registration_tell(registration=registration, body=body)

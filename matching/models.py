@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from common.models import StatusEvent
-from queues.models import Registration
+from queues.models import Queue, Registration
 
 
 def new_counselor_id() -> str:
@@ -25,6 +25,7 @@ class Counselor(models.Model):
         OFFLINE = "OFFLINE"
         AVAILABLE = "AVAILABLE"
         BUSY = "BUSY"
+        WRAP_UP = "WRAP_UP"
         AWAY = "AWAY"
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="counselor")
@@ -34,6 +35,11 @@ class Counselor(models.Model):
     # When the counselor last became AVAILABLE: the longest-idle one is matched first.
     status_changed_at = models.DateTimeField(auto_now_add=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Skills: the queues and languages this counselor serves (new counselors: the default queue's).
+    queues = models.ManyToManyField(Queue, blank=True, related_name="counselors")
+    languages = models.JSONField(default=list, blank=True)
+    # While WRAP_UP: when the counselor is AVAILABLE again by itself (an indexed deadline the pass filters on).
+    wrap_up_until = models.DateTimeField(null=True, blank=True, db_index=True)
 
     def __str__(self) -> str:
         return self.display_name or self.user.get_username()

@@ -4,15 +4,23 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Avg, F
+from django.utils import timezone
 
 from common import events
 from common.errors import Forbidden, NotFound, Unauthorized
 from matching.models import Counselor, Match, MatchEvent
-from queues.models import Registration
+from queues.models import Queue, Registration
 from queues.ranking import estimate_wait_seconds
-from queues.selectors import queue_version, registration_rank, registration_seq
+from queues.selectors import (
+    queue_line_counts,
+    queue_list,
+    queue_open_state,
+    queue_version,
+    registration_rank,
+    registration_seq,
+)
 
 
 def counselor_for_user(*, user: AbstractBaseUser | None) -> Counselor:
@@ -31,48 +39,165 @@ def counselor_profile(*, counselor: Counselor) -> dict:
         "username": counselor.user.get_username(),
         "displayName": counselor.name,
         "status": counselor.status,
+        "queues": sorted(q.queue_id for q in counselor.queues.all()),
+        "languages": list(counselor.languages or ()),
+        "wrapUpUntil": events.epoch_ms(counselor.wrap_up_until) if counselor.wrap_up_until else None,
     }
+
+
+def counselor_list() -> list[Counselor]:
+    """Return every counselor with its skills loaded, by username."""
+    return list(Counselor.objects.select_related("user").prefetch_related("queues").order_by("user__username"))
+
+
+def counselor_by_id(*, counselor_id: str) -> Counselor:
+    """Return a counselor by its public id, or raise NotFound."""
+    try:
+        return Counselor.objects.select_related("user").get(counselor_id=counselor_id)
+    except Counselor.DoesNotExist:
+        raise NotFound(f"no counselor {counselor_id!r}") from None
 
 
 # --- Waiting: the estimate and the visit's state -------------------------------------
 
-# Calls that feed the wait estimate: the last few completed ones of the last day.
+# Calls that feed the wait estimate: the last few completed ones of each queue.
 RECENT_CALLS = 20
 MIN_RECENT_CALLS = 3
 STATS_TTL_SECONDS = 5.0
+# Counselors who will take a call soon: on shift and not AWAY.
+SERVING = ("AVAILABLE", "BUSY", "WRAP_UP")
 
-_stats_cache: dict[str, tuple[float, tuple[int, float | None]]] = {}
+
+@dataclass(frozen=True)
+class WaitBoard:
+    """What the wait estimate of every line needs, read at once and cached briefly."""
+
+    serving: dict[tuple[str, str], int]  # (queue id, language) -> counselors serving it now
+    handle_seconds: dict[str, float]  # queue id -> average recent call (the default with no history)
+    closed: frozenset[str]  # queues closed right now
+    default_handle_seconds: float
+
+    def estimate(self, *, queue_id: str, language: str, rank: int) -> tuple[int | None, str | None]:
+        """Return (seconds, None), or (None, why) when no number would be honest."""
+        counselors = self.serving.get((queue_id, language), 0)
+        if counselors == 0:
+            return None, "closed" if queue_id in self.closed else "no_counselor_online"
+        average = self.handle_seconds.get(queue_id, self.default_handle_seconds)
+        return estimate_wait_seconds(rank=rank, counselors_on_shift=counselors, average_call_seconds=average), None
 
 
-def wait_stats() -> tuple[int, float | None]:
-    """Return (counselors on shift, average recent call seconds or None), cached briefly."""
-    hit = _stats_cache.get("stats")
+_board_cache: dict[str, tuple[float, WaitBoard]] = {}
+
+
+def wait_board() -> WaitBoard:
+    """Return the wait board (three queries), cached for STATS_TTL_SECONDS."""
+    hit = _board_cache.get("board")
     if hit and hit[0] > time.monotonic():
         return hit[1]
-    on_shift = Counselor.objects.filter(status__in=["AVAILABLE", "BUSY"], user__is_active=True).count()
+    board = WaitBoard(
+        serving=_serving_counts(),
+        handle_seconds=_handle_seconds(),
+        closed=_closed_queues(),
+        default_handle_seconds=float(settings.HEARO_DEFAULT_HANDLE_SECONDS),
+    )
+    _board_cache["board"] = (time.monotonic() + STATS_TTL_SECONDS, board)
+    return board
+
+
+def _serving_counts() -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    rows = Counselor.objects.filter(status__in=SERVING, user__is_active=True, queues__isnull=False)
+    for languages, queue_id in rows.values_list("languages", "queues"):
+        for language in languages or ():
+            counts[(queue_id, language)] = counts.get((queue_id, language), 0) + 1
+    return counts
+
+
+def _handle_seconds() -> dict[str, float]:
+    """Return each queue's average recent call; a queue short of history borrows the service's."""
     recent = (
         Match.objects.filter(end_reason="completed", counselor_joined_at__isnull=False)
         .order_by("-ended_at")
-        .values_list("id", flat=True)[:RECENT_CALLS]
+        .values_list("registration__queue_id", "counselor_joined_at", "ended_at")[: RECENT_CALLS * 10]
     )
-    calls = Match.objects.filter(id__in=list(recent))
-    average = None
-    if len(recent) >= MIN_RECENT_CALLS:
-        duration = calls.aggregate(avg=Avg(F("ended_at") - F("counselor_joined_at")))["avg"]
-        average = duration.total_seconds() if duration is not None else None
-    stats = (on_shift, average)
-    _stats_cache["stats"] = (time.monotonic() + STATS_TTL_SECONDS, stats)
-    return stats
+    per_queue: dict[str, list[float]] = {}
+    overall: list[float] = []
+    for queue_id, joined, ended in recent:
+        seconds = (ended - joined).total_seconds()
+        if len(overall) < RECENT_CALLS:
+            overall.append(seconds)
+        calls = per_queue.setdefault(queue_id, [])
+        if len(calls) < RECENT_CALLS:
+            calls.append(seconds)
+    averages = {q: sum(c) / len(c) for q, c in per_queue.items() if len(c) >= MIN_RECENT_CALLS}
+    if len(overall) >= MIN_RECENT_CALLS:
+        fallback = sum(overall) / len(overall)
+        for queue_id in Queue.objects.values_list("queue_id", flat=True):
+            averages.setdefault(queue_id, fallback)
+    return averages
+
+
+def _closed_queues() -> frozenset[str]:
+    now = timezone.now()
+    return frozenset(q.queue_id for q in Queue.objects.all() if not queue_open_state(queue=q, now=now).open)
 
 
 def wait_stats_forget() -> None:
-    """Drop the cached stats (a counselor's shift changed)."""
-    _stats_cache.clear()
+    """Drop the cached board (a counselor's shift or skills changed)."""
+    _board_cache.clear()
 
 
-def estimate_for_rank(rank: int) -> int | None:
-    on_shift, average = wait_stats()
-    return estimate_wait_seconds(rank=rank, counselors_on_shift=on_shift, average_call_seconds=average)
+def queues_public(*, language: str | None, now: datetime | None = None) -> list[dict]:
+    """Return what a customer choosing a line sees: each queue, open or not, its waits and where else to turn.
+
+    ``estimatedWaitSeconds`` is what someone joining now would be told (the
+    queue's first language; each language's in ``lines``).
+    """
+    now = now or timezone.now()
+    board = wait_board()
+    counts = queue_line_counts()
+    shown = []
+    for queue in queue_list():
+        state = queue_open_state(queue=queue, now=now)
+        waiting = sum(counts.get((queue.queue_id, code), 0) for code in queue.languages)
+        full = queue.max_waiting is not None and waiting >= queue.max_waiting
+        lines = []
+        for code in queue.languages:
+            eta, why = board.estimate(
+                queue_id=queue.queue_id, language=code, rank=counts.get((queue.queue_id, code), 0) + 1
+            )
+            if not state.open:
+                eta, why = None, "closed"
+            lines.append(
+                {
+                    "language": code,
+                    "waiting": counts.get((queue.queue_id, code), 0),
+                    "estimatedWaitSeconds": eta,
+                    "estimatedWaitReason": why,
+                }
+            )
+        shown.append(
+            {
+                "queueId": queue.queue_id,
+                "name": queue.name_in((language or "").split("-")[0]),
+                "languages": list(queue.languages),
+                "open": state.open,
+                "accepting": state.open and not full,
+                "full": full,
+                "opensAt": state.opens_at_ms,
+                "waiting": waiting,
+                "estimatedWaitSeconds": lines[0]["estimatedWaitSeconds"] if lines else None,
+                "estimatedWaitReason": lines[0]["estimatedWaitReason"] if lines else "closed",
+                "urgentHeadStartSeconds": queue.urgent_head_start_seconds,
+                "alternatives": list(queue.alternatives),
+                "lines": lines,
+            }
+        )
+    return shown
+
+
+def estimate_for(*, registration: Registration, rank: int) -> tuple[int | None, str | None]:
+    return wait_board().estimate(queue_id=registration.queue_id, language=registration.language, rank=rank)
 
 
 def registration_state(*, registration: Registration) -> dict:
@@ -90,12 +215,15 @@ def _registration_state(*, registration: Registration) -> dict:
     if registration.status == Registration.Status.WAITING:
         version = queue_version()
         rank = registration_rank(registration=registration)
+        eta, why = estimate_for(registration=registration, rank=rank)
         return events.waiting(
             customer_id=customer_id,
             registration_id=registration.id,
+            queue_id=registration.queue_id,
             rank=rank,
             version=version,
-            eta=estimate_for_rank(rank),
+            eta=eta,
+            eta_reason=why,
         )
     if registration.status in (Registration.Status.MATCHED, Registration.Status.IN_CALL):
         match = Match.objects.filter(registration=registration, ended_at__isnull=True).first()
@@ -104,6 +232,7 @@ def _registration_state(*, registration: Registration) -> dict:
             return build(
                 customer_id=customer_id,
                 registration_id=registration.id,
+                queue_id=registration.queue_id,
                 identity=registration.customer.identity,
                 room_name=match.room_name,
                 match_id=match.id,
@@ -111,6 +240,7 @@ def _registration_state(*, registration: Registration) -> dict:
     return events.terminal(
         customer_id=customer_id,
         registration_id=registration.id,
+        queue_id=registration.queue_id,
         status=registration.status,
         reason=registration.left_reason,
     )

@@ -18,21 +18,21 @@ log = logging.getLogger(__name__)
 # empty pass (a pass already pairs everyone it requeued).
 PASS_REASONS = frozenset({"matched", "requeued", "expired"})
 
-_runner: Callable[[], None] | None = None
+_runner: Callable[[float], None] | None = None
 
 
-def match_pass_runner_set(runner: Callable[[], None]) -> None:
+def match_pass_runner_set(runner: Callable[[float], None]) -> None:
     """Register what starts a pass soon (called once, from ``MatchingConfig.ready``)."""
     global _runner
     _runner = runner
 
 
-def request_match_pass() -> None:
-    """Run a matcher pass soon; never raises (the periodic pass is the safety net)."""
+def request_match_pass(*, after: float = 0) -> None:
+    """Run a matcher pass soon (``after`` seconds from now); never raises (the periodic pass is the safety net)."""
     if not settings.HEARO_MATCH_ON_EVENTS or _runner is None:
         return
     try:
-        _runner()
+        _runner(after)
     except Exception:
         log.exception("could not request a matcher pass; the periodic pass will run it")
 

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common import events
-from common.api import StrictCharField, StrictSerializer, bearer_token
+from common.api import StrictBooleanField, StrictCharField, StrictSerializer, bearer_token
 from common.errors import TooManyRequests
 from queues import selectors, services
 
@@ -18,6 +18,11 @@ BEARER_ERRORS = {401: OpenApiResponse(ERROR, "missing, unknown or revoked bearer
 
 class JoinIn(StrictSerializer):
     displayName = StrictCharField(max_length=80, required=False, allow_blank=True, trim_whitespace=True)
+    queueId = StrictCharField(max_length=40, required=False, help_text="default: the default queue (general)")
+    language = StrictCharField(max_length=20, required=False, help_text="default: the queue's first language")
+    urgent = StrictBooleanField(
+        required=False, default=False, help_text="in danger right now: wait ahead by the queue's head start"
+    )
 
 
 def client_address(group: str, request) -> str:
@@ -47,6 +52,9 @@ class JoinApi(CustomerAPIView):
                     "token": serializers.CharField(help_text="bearer credential for this visit"),
                     "rank": serializers.IntegerField(allow_null=True),
                     "status": serializers.CharField(),
+                    "queueId": serializers.CharField(),
+                    "language": serializers.CharField(),
+                    "urgent": serializers.BooleanField(),
                     "timestamp": serializers.IntegerField(),
                     "heartbeatSeconds": serializers.IntegerField(),
                     "leaseSeconds": serializers.IntegerField(),
@@ -54,8 +62,11 @@ class JoinApi(CustomerAPIView):
                 },
             ),
             200: OpenApiResponse(description="the caller's visit was already active (same body)"),
-            400: ERROR,
-            409: ERROR,
+            400: OpenApiResponse(ERROR, "invalid, unknown_queue or unsupported_language; nothing created"),
+            409: OpenApiResponse(
+                ERROR,
+                "queue_closed (with opensAt, alternatives) or queue_full (with alternatives); nothing created",
+            ),
             429: ERROR,
         },
         description=(
@@ -70,8 +81,13 @@ class JoinApi(CustomerAPIView):
             raise TooManyRequests("too many joins from this address; try again in a minute")
         data = JoinIn(data=request.data)
         data.is_valid(raise_exception=True)
+        given = data.validated_data
         result = services.registration_join(
-            display_name=data.validated_data.get("displayName", ""), token=bearer_token(request)
+            display_name=given.get("displayName", ""),
+            token=bearer_token(request),
+            queue_id=given.get("queueId"),
+            language=given.get("language"),
+            urgent=given.get("urgent", False),
         )
         registration = result.registration
         body = {
@@ -80,6 +96,9 @@ class JoinApi(CustomerAPIView):
             "token": result.token,
             "rank": selectors.registration_rank(registration=registration),
             "status": registration.status,
+            "queueId": registration.queue_id,
+            "language": registration.language,
+            "urgent": registration.urgent,
             "timestamp": events.epoch_ms(registration.enqueued_at),
             "heartbeatSeconds": settings.HEARO_HEARTBEAT_SECONDS,
             "leaseSeconds": settings.HEARO_LEASE_SECONDS,

@@ -8,7 +8,7 @@ the one writer of a visit's status; every transition goes through it.
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from django.core.cache import cache
@@ -16,11 +16,17 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from common import events, publish
-from common.errors import Conflict
+from common.errors import Conflict, DomainError
 from common.logs import event_on_commit
 from queues import leases, signals
-from queues.models import Customer, QueueState, Registration, RegistrationEvent
-from queues.selectors import registration_by_token, registration_seq, token_hash
+from queues.models import DEFAULT_QUEUE, DEFAULT_QUEUE_ID, Customer, Queue, QueueState, Registration, RegistrationEvent
+from queues.selectors import (
+    queue_open_state,
+    queue_waiting_count,
+    registration_by_token,
+    registration_seq,
+    token_hash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +61,53 @@ def queue_version_bump() -> int:
         return cursor.fetchone()[0]
 
 
-def queue_changed(*, reason: str) -> None:
-    """Publish one queue change after commit and let the matcher react."""
-    publish.queue_changed(version=queue_version_bump())
+def queue_changed(*, reason: str, queue_ids: list[str] | None = None) -> None:
+    """Publish one queue change after commit and let the matcher react.
+
+    ``queue_ids`` names the queues whose order changed (None: any of them), so
+    each node's hub re-reads only those.
+    """
+    publish.queue_changed(version=queue_version_bump(), queue_ids=queue_ids, reason=reason)
     transaction.on_commit(partial(signals.queue_changed.send, sender=Registration, reason=reason), robust=True)
+
+
+def queue_default() -> Queue:
+    """Return the default queue, creating it if it is missing."""
+    queue, _ = Queue.objects.get_or_create(queue_id=DEFAULT_QUEUE_ID, defaults=DEFAULT_QUEUE)
+    return queue
+
+
+def queue_for_join(*, queue_id: str | None) -> Queue:
+    """Return the queue to join, locked: its cap is counted under this lock."""
+    wanted = queue_id or DEFAULT_QUEUE_ID
+    if wanted == DEFAULT_QUEUE_ID:
+        queue_default()
+    queue = Queue.objects.select_for_update().filter(queue_id=wanted).first()
+    if queue is None:
+        raise DomainError(f"no queue {wanted!r}", code="unknown_queue")
+    return queue
+
+
+def queue_language(*, queue: Queue, language: str | None) -> str:
+    if not language:
+        return queue.languages[0] if queue.languages else "ko"
+    if language not in queue.languages:
+        served = ", ".join(queue.languages)
+        raise DomainError(f"queue {queue.queue_id!r} serves {served}, not {language!r}", code="unsupported_language")
+    return language
+
+
+def queue_admits(*, queue: Queue, now: datetime) -> None:
+    """Refuse a join to a closed or full queue, saying where to turn instead."""
+    state = queue_open_state(queue=queue, now=now)
+    if not state.open:
+        raise Conflict(
+            "this line is closed right now",
+            code="queue_closed",
+            extra={"opensAt": state.opens_at_ms, "alternatives": queue.alternatives},
+        )
+    if queue.max_waiting is not None and queue_waiting_count(queue=queue) >= queue.max_waiting:
+        raise Conflict("this line is full right now", code="queue_full", extra={"alternatives": queue.alternatives})
 
 
 def registration_record(*, registration: Registration, from_status: str, actor: str, reason: str = "") -> None:
@@ -83,26 +132,44 @@ def registration_tell(*, registration: Registration, body: dict) -> None:
 
 
 @transaction.atomic(durable=True)
-def registration_join(*, display_name: str = "", token: str | None = None) -> JoinResult:
-    """Put a customer in the queue, or return its visit if it is already in one.
+def registration_join(
+    *,
+    display_name: str = "",
+    token: str | None = None,
+    queue_id: str | None = None,
+    language: str | None = None,
+    urgent: bool = False,
+    now: datetime | None = None,
+) -> JoinResult:
+    """Put a customer in a queue's line, or return its visit if it is already in one.
 
     A token from an earlier, ended visit identifies the returning customer;
-    the new visit gets a new token.
+    the new visit gets a new token. No ``queue_id``: the default queue; no
+    ``language``: the queue's first. A closed or full queue, an unknown
+    queue or a language it does not serve refuses the join and creates nothing.
     """
     previous = registration_by_token(token=token) if token else None
     if previous is not None and previous.is_active:
         return JoinResult(registration=previous, token=token or "", created=False)
+    now = now or timezone.now()
+    queue = queue_for_join(queue_id=queue_id)
+    language = queue_language(queue=queue, language=language)
+    queue_admits(queue=queue, now=now)
     customer = previous.customer if previous else Customer.objects.create(display_name=display_name)
     if previous and display_name and display_name != customer.display_name:
         customer.display_name = display_name
         customer.save(update_fields=["display_name"])
     raw = secrets.token_urlsafe(32)
-    now = timezone.now()
     try:
         with transaction.atomic():
             registration = Registration.objects.create(
                 customer=customer,
+                queue=queue,
+                language=language,
+                urgent=urgent,
                 enqueued_at=now,
+                virtual_arrival=now - timedelta(seconds=queue.urgent_head_start_seconds if urgent else 0),
+                queue_since=now,
                 token_hash=token_hash(raw),
                 lease_expires_at=leases.lease_db_copy(now),
             )
@@ -113,7 +180,7 @@ def registration_join(*, display_name: str = "", token: str | None = None) -> Jo
     registration_record(registration=registration, from_status="", actor="customer", reason="joined")
     leases.lease_renew("registration", registration.id)
     cache.set(leases.token_key(registration.token_hash), registration.id, timeout=TOKEN_CACHE_SECONDS)
-    queue_changed(reason="joined")
+    queue_changed(reason="urgent_joined" if urgent else "joined", queue_ids=[queue.queue_id])
     event_on_commit(
         log,
         "registration joined",
@@ -121,6 +188,9 @@ def registration_join(*, display_name: str = "", token: str | None = None) -> Jo
         registration_id=registration.id,
         customer_id=customer.customer_id,
         returning=previous is not None,
+        queue_id=queue.queue_id,
+        language=language,
+        urgent=urgent,
     )
     return JoinResult(registration=registration, token=raw, created=True)
 
@@ -198,7 +268,13 @@ def registration_leave(
     """
     was = registration.status
     customer_id = registration.customer.customer_id
-    body = events.terminal(customer_id=customer_id, registration_id=registration.id, status=status, reason=reason)
+    body = events.terminal(
+        customer_id=customer_id,
+        registration_id=registration.id,
+        queue_id=registration.queue_id,
+        status=status,
+        reason=reason,
+    )
     moved = registration_move(
         registration=registration,
         to=status,
@@ -216,7 +292,7 @@ def registration_leave(
     ended = [leases.lease_key("registration", registration.id), leases.token_key(registration.token_hash)]
     transaction.on_commit(lambda: cache.delete_many(ended))
     if was == S.WAITING and announce:
-        queue_changed(reason=reason)
+        queue_changed(reason=reason, queue_ids=[registration.queue_id])
     return True
 
 
@@ -235,6 +311,38 @@ def registration_requeue(*, registration: Registration, actor: str, reason: str)
         matched_at=None,
         in_call_at=None,
     )
+
+
+def registration_overflow(*, registration: Registration, to: Queue, now: datetime) -> bool:
+    """Move a WAITING visit to another queue, keeping its virtual arrival; False if it left meanwhile.
+
+    The language is kept where the other queue serves it, else that queue's
+    first. Not a change of status: the history row (WAITING -> WAITING,
+    ``overflow``) gives the visit a new seq; the caller publishes the queue
+    change and tells the customer its new rank.
+    """
+    was = registration.queue_id
+    language = (
+        registration.language if registration.language in to.languages else queue_language(queue=to, language=None)
+    )
+    moved = Registration.objects.filter(pk=registration.pk, status=S.WAITING, queue_id=was).update(
+        queue=to, language=language, queue_since=now
+    )
+    if not moved:
+        return False  # matched or gone under us (only possible without row locks)
+    registration.queue, registration.language, registration.queue_since = to, language, now
+    registration_record(registration=registration, from_status=S.WAITING, actor="matcher", reason="overflow")
+    event_on_commit(
+        log,
+        "registration overflowed",
+        event="registration.overflowed",
+        registration_id=registration.id,
+        customer_id=registration.customer.customer_id,
+        from_queue=was,
+        queue_id=to.queue_id,
+        language=language,
+    )
+    return True
 
 
 @transaction.atomic(durable=True)
@@ -282,7 +390,8 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
         ):
             expired.append(registration)
     if expired:
-        queue_changed(reason="expired")  # once per sweep, however many left
+        # Once per sweep, however many left.
+        queue_changed(reason="expired", queue_ids=sorted({r.queue_id for r in expired}))
     return expired
 
 

@@ -161,7 +161,7 @@ class PushConnection:
         if not self._newer(state):
             return  # a fresher customer event arrived while we were reading
         if state.get("status") == "WAITING":
-            watcher.last_rank = state["rank"]
+            watcher.last_rank, watcher.queue_id = state["rank"], state.get("queueId")
         else:
             self.left_queue = True
         await self.deliver(topic, state)

@@ -12,6 +12,7 @@ so a matcher pass that removes ten customers pushes each customer once.
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,8 +23,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from common import events, metrics
-from matching.selectors import wait_stats
-from queues import ranking
+from matching.selectors import WaitBoard, wait_board
 from queues.selectors import QueueOrder, queue_order
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,13 @@ class Watcher:
     registration_id: int | None = None
     customer_id: str = ""
     last_rank: int | None = None
+    queue_id: str | None = None  # the queue the last rank was in (an overflow moves it)
     last_stats: tuple | None = field(default=None)
 
 
-def _read() -> tuple[QueueOrder, tuple[int, float | None]]:
-    return queue_order(), wait_stats()
+def _read(queue_ids: frozenset[str] | None = None) -> tuple[QueueOrder, WaitBoard]:
+    """Read the lines of these queues (None: all) and the wait board: the hub's one database hop."""
+    return queue_order(queue_ids=queue_ids), wait_board()
 
 
 class RankHub:
@@ -63,6 +65,12 @@ class RankHub:
         self.counselors: set[Watcher] = set()
         self.refreshes = 0  # read by tests and the metrics
         self._dirty = asyncio.Event()
+        # What changed since the last refresh: these queues (None: any of them, read all),
+        # and the queues where an urgent customer was let in ahead of others.
+        self._pending: set[str] | None = None
+        self._urgent: set[str] = set()
+        # queue id -> (waiting, when its longest-waiting customer joined), for the dashboards
+        self.summaries: dict[str, tuple[int, object]] = {}
         self._tasks: list[asyncio.Task] = []
         self._changed_at: float | None = None
         self.channel: str | None = None
@@ -102,10 +110,23 @@ class RankHub:
 
     # -- the loop -------------------------------------------------------------
 
-    def _changed(self) -> None:
+    def _changed(self, message: dict | None = None) -> None:
+        """Note a broadcast: which queues to re-read (all when the message does not say)."""
+        queues = (message or {}).get("queues")
         if not self._dirty.is_set():
             self._changed_at = time.monotonic()
+            self._pending = set()
+        if queues is None:
+            self._pending = None
+        elif self._pending is not None:
+            self._pending.update(queues)
+        if (message or {}).get("reason") == "urgent_joined" and queues:
+            self._urgent.update(queues)
         self._dirty.set()
+
+    def _changed_all(self) -> None:
+        """Re-read every queue (a lost subscription, a safety refresh)."""
+        self._changed(None)
 
     async def _listen(self, channel: str) -> None:
         """Follow the Redis pub/sub broadcast; after any loss, subscribe again and re-read."""
@@ -125,12 +146,13 @@ class RankHub:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(channel)
                     # Changes published while we were not subscribed are lost: re-read.
-                    self._dirty.set()
+                    self._changed_all()
                     while True:
                         # A timeout, not listen(): get_message pings an idle
                         # connection, so a silently dead socket is noticed.
-                        if await pubsub.get_message(timeout=HEALTH_CHECK_SECONDS) is not None:
-                            self._changed()
+                        message = await pubsub.get_message(timeout=HEALTH_CHECK_SECONDS)
+                        if message is not None:
+                            self._changed(_decode(message.get("data")))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -140,7 +162,7 @@ class RankHub:
     async def _receive(self) -> None:
         while True:
             try:
-                await self.layer.receive(self.channel)
+                message = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -148,12 +170,12 @@ class RankHub:
                 await asyncio.sleep(1)
                 await self._rejoin()
                 continue
-            self._changed()
+            self._changed(message)
 
     async def _rejoin(self) -> None:
         try:
             await self.layer.group_add(events.QUEUE_GROUP, self.channel)
-            self._dirty.set()
+            self._changed_all()
         except Exception:
             log.warning("rank hub could not rejoin yet")
 
@@ -169,56 +191,68 @@ class RankHub:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SAFETY_REFRESH_SECONDS):
                     await self._dirty.wait()
+            if not self._dirty.is_set():
+                self._pending = None  # the safety refresh: every queue
             self._dirty.clear()
             changed_at, self._changed_at = self._changed_at, None
+            queues, self._pending = self._pending, None
+            urgent, self._urgent = self._urgent, set()
             try:
-                if await self.refresh() and changed_at is not None:
+                if await self.refresh(queues, urgent=urgent) and changed_at is not None:
                     metrics.fanout.observe(time.monotonic() - changed_at)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("rank refresh failed; retrying")
                 await asyncio.sleep(1)
-                self._dirty.set()
+                self._changed_all()
 
-    async def refresh(self) -> int:
-        """Read the queue once and push changed ranks; return how many pushes."""
+    async def refresh(self, queue_ids: set[str] | None = None, *, urgent: set[str] = frozenset()) -> int:
+        """Read the changed queues once and push changed ranks; return how many pushes."""
         if not self.customers and not self.counselors:
             return 0
-        snapshot, stats = await database_sync_to_async(_read)()
+        read = frozenset(queue_ids) if queue_ids is not None else None
+        snapshot, board = await database_sync_to_async(_read)(read)
         self.refreshes += 1
-        pushes = await self._push_ranks(snapshot, stats)
+        pushes = await self._push_ranks(snapshot, board, urgent)
         return pushes + await self._push_queue_stats(snapshot)
 
     async def refresh_one(self, watcher: Watcher) -> None:
         """Send a newly watching counselor the queue summary now."""
         snapshot, _ = await database_sync_to_async(_read)()
-        body = queue_stats_body(snapshot)
-        watcher.last_stats = (body["waiting"], snapshot.head_enqueued_at)
+        self._summaries_update(snapshot)
+        body = queue_stats_body(self.summaries, snapshot.version)
+        watcher.last_stats = tuple(sorted(self.summaries.items()))
         await self._safe_push(watcher, body)
 
-    async def _push_ranks(self, snapshot: QueueOrder, stats: tuple[int, float | None]) -> int:
-        on_shift, average = stats
+    async def _push_ranks(self, snapshot: QueueOrder, board: WaitBoard, urgent: set[str]) -> int:
         pushes = 0
         slice_ends = time.monotonic() + SLICE_SECONDS
-        ranks = {reg_id: rank for rank, reg_id in enumerate(snapshot.ids, start=1)}
+        ranks = {
+            reg_id: (line, rank) for line, ids in snapshot.lines.items() for rank, reg_id in enumerate(ids, start=1)
+        }
         for reg_id, watchers in list(self.customers.items()):
-            rank = ranks.get(reg_id)
+            found = ranks.get(reg_id)
+            if found is None:
+                continue  # not in a queue read now (or gone: its own message says so)
+            (queue_id, language), rank = found
             for watcher in list(watchers):
-                if rank is None or rank == watcher.last_rank:
-                    watcher.last_rank = rank if rank is not None else watcher.last_rank
+                if rank == watcher.last_rank and queue_id == watcher.queue_id:
                     continue
-                eta = ranking.estimate_wait_seconds(
-                    rank=rank, counselors_on_shift=on_shift, average_call_seconds=average
-                )
+                eta, why = board.estimate(queue_id=queue_id, language=language, rank=rank)
+                pushed_back = watcher.last_rank is not None and rank > watcher.last_rank
                 body = events.waiting(
                     customer_id=watcher.customer_id,
                     registration_id=reg_id,
+                    queue_id=queue_id,
                     rank=rank,
                     version=snapshot.version,
                     eta=eta,
+                    eta_reason=why,
+                    # Why the number went up: someone at risk was let in ahead.
+                    reason="urgent_ahead" if pushed_back and queue_id in urgent else None,
                 )
-                watcher.last_rank = rank
+                watcher.last_rank, watcher.queue_id = rank, queue_id
                 pushes += await self._safe_push(watcher, body)
                 if time.monotonic() > slice_ends:
                     # Let heartbeats and other sockets in: a refresh for
@@ -227,9 +261,16 @@ class RankHub:
                     slice_ends = time.monotonic() + SLICE_SECONDS
         return pushes
 
+    def _summaries_update(self, snapshot: QueueOrder) -> None:
+        if snapshot.read is None:
+            self.summaries = dict(snapshot.queues)
+        else:
+            self.summaries.update(snapshot.queues)
+
     async def _push_queue_stats(self, snapshot: QueueOrder) -> int:
-        body = queue_stats_body(snapshot)
-        key = (body["waiting"], snapshot.head_enqueued_at)
+        self._summaries_update(snapshot)
+        body = queue_stats_body(self.summaries, snapshot.version)
+        key = tuple(sorted(self.summaries.items()))
         pushes = 0
         for watcher in list(self.counselors):
             if watcher.last_stats != key:
@@ -246,18 +287,35 @@ class RankHub:
             return 0
 
 
-def queue_stats_body(snapshot: QueueOrder) -> dict:
-    """Return the dashboard's live queue summary."""
-    longest = None
-    if snapshot.head_enqueued_at is not None:
-        longest = max(0, int(time.time() - snapshot.head_enqueued_at.timestamp()))
+def queue_stats_body(summaries: dict[str, tuple[int, object]], version: int) -> dict:
+    """Return the dashboard's live summary: the whole service, and each queue."""
+    now = time.time()
+
+    def longest(oldest) -> int | None:
+        return max(0, int(now - oldest.timestamp())) if oldest is not None else None
+
+    queues = [
+        {"queueId": queue_id, "waiting": waiting, "longestWaitSeconds": longest(oldest)}
+        for queue_id, (waiting, oldest) in sorted(summaries.items())
+    ]
+    heads = [oldest for _, oldest in summaries.values() if oldest is not None]
     return {
         "type": "QUEUE",
-        "waiting": len(snapshot.ids),
-        "longestWaitSeconds": longest,
-        "version": snapshot.version,
+        "waiting": sum(waiting for waiting, _ in summaries.values()),
+        "longestWaitSeconds": longest(min(heads)) if heads else None,
+        "queues": queues,
+        "version": version,
         "timestamp": events.epoch_ms(),
     }
+
+
+def _decode(data) -> dict | None:
+    """Return a broadcast's body (JSON over Redis pub/sub), or None if it is not one."""
+    try:
+        body = json.loads(data)
+    except (TypeError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 _hubs: dict[asyncio.AbstractEventLoop, RankHub] = {}

@@ -11,7 +11,7 @@ from common import events
 from queues.selectors import queue_snapshot
 
 
-def naive_fanout(version: int) -> None:
+def naive_fanout(version: int, queue_ids: list[str] | None = None, reason: str = "") -> None:
     """Send every waiting customer its rank, one channel-layer message each."""
     layer = get_channel_layer()
 

@@ -28,11 +28,13 @@ LAYERS = {
         {"common.api", "common.publish"},
     ],
     "queues": [
-        {"queues", "queues.models", "queues.ranking", "queues.signals"},
+        {"queues", "queues.models", "queues.ranking", "queues.signals", "queues.hours", "queues.config"},
         {"queues.migrations.*", "queues.leases"},
         {"queues.selectors"},
         {"queues.services"},
+        {"queues.staff"},
         {"queues.apis", "queues.fastpath", "queues.admin"},
+        {"queues.staff_apis"},
         {"queues.apps"},
     ],
     "matching": [
@@ -42,7 +44,7 @@ LAYERS = {
         {"matching.handoff"},
         {"matching.matcher"},
         {"matching.tasks", "matching.inprocess"},
-        {"matching.apis", "matching.admin", "matching.dashboard", "matching.management.*"},
+        {"matching.apis", "matching.staff_apis", "matching.admin", "matching.dashboard", "matching.management.*"},
         {"matching.apps"},
     ],
     "realtime": [

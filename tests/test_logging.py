@@ -139,7 +139,7 @@ def test_a_visit_logs_every_event_with_its_ids_and_no_secret(
     assert json_log.events("match.ended", match_id=match_id, reason="completed")
     assert json_log.events("registration.completed", **visit, reason="completed")
     statuses = [r["status"] for r in json_log.events("counselor.status", counselor_id=counselor.counselor_id)]
-    assert statuses == ["AVAILABLE", "BUSY", "AVAILABLE", "AWAY"]
+    assert statuses == ["AVAILABLE", "BUSY", "WRAP_UP", "AWAY"]  # a completed call: wrap-up first
     assert json_log.events("registration.cancelled", registration_id=left["registrationId"], reason="cancelled")
     assert json_log.events("registration.expired", registration_id=ghost["registrationId"], reason="lease_expired")
     (limited,) = [r for r in records if r.get("status_code") == 429]

@@ -12,12 +12,14 @@ import { CallUnreachable, joinCall } from "./call.js";
 const { config, strings } = pageData();
 const $ = (id) => document.getElementById(id);
 const CSRF = { "X-CSRFToken": config.csrfToken };
-const ON_SHIFT = new Set(["AVAILABLE", "AWAY", "BUSY"]);
+const ON_SHIFT = new Set(["AVAILABLE", "AWAY", "BUSY", "WRAP_UP"]); // each needs the heartbeat
 const LOGIN_URL = `/accounts/login/?next=${encodeURIComponent(window.location.pathname)}`;
 
 let status = $("current-status").dataset.status;
 let openMatch = null;
-let queue = { waiting: null, longestWaitSeconds: null, version: -1, at: 0 };
+let queue = { waiting: null, longestWaitSeconds: null, queues: [], version: -1, at: 0 };
+let myQueues = null; // the queue ids this counselor serves (null until the first profile)
+let wrapUp = null; // { endsAt: performance.now() deadline } while WRAP_UP
 let room = null;
 let client = null;
 
@@ -33,7 +35,8 @@ function errorText(error) {
   return format(strings["error.generic"], { detail: error.detail ?? error.message ?? String(error) });
 }
 
-function renderStatus(next) {
+/** Show the status; ``wrapUpUntil`` and ``sentAt`` (epoch ms, the server's clock) time a wrap-up. */
+function renderStatus(next, wrapUpUntil = null, sentAt = null) {
   status = next;
   const current = $("current-status");
   current.textContent = strings[`status.${next}`] ?? next;
@@ -43,18 +46,61 @@ function renderStatus(next) {
     button.setAttribute("aria-pressed", String(button.dataset.status === next));
     button.disabled = next === "BUSY"; // the matcher owns BUSY; complete the session first
   }
+  // Count the wrap-up down from what is left by the server's clock, not from
+  // the deadline itself: the two clocks may disagree by minutes.
+  const left = next === "WRAP_UP" && wrapUpUntil ? Math.max(0, wrapUpUntil - (sentAt ?? Date.now())) : null;
+  wrapUp = left === null ? null : { endsAt: performance.now() + left };
+  $("wrap-up").hidden = wrapUp === null;
+  tickWrapUp();
+}
+
+function tickWrapUp() {
+  if (wrapUp === null) return;
+  const seconds = Math.max(0, Math.ceil((wrapUp.endsAt - performance.now()) / 1000));
+  $("wrap-up-countdown").textContent =
+    seconds > 0 ? format(strings["wrapup.left"], { time: durationText(seconds) }) : strings["wrapup.over"];
+}
+
+function renderProfile(counselor) {
+  myQueues = counselor.queues ?? null;
+  const names = (myQueues ?? []).map((id) => config.queueNames?.[id] ?? id);
+  const languages = (counselor.languages ?? []).map((code) => config.languageNames?.[code] ?? code);
+  $("skills-line").textContent = names.length
+    ? format(strings["skills.line"], { queues: names.join(", "), languages: languages.join(", ") || "—" })
+    : strings["skills.none"];
 }
 
 function renderQueue(body) {
   if (typeof body.version === "number" && body.version < queue.version) return;
+  // The counselor's own queues count; the service's total only until the profile is known.
+  const mine = (body.queues ?? []).filter((line) => myQueues === null || myQueues.includes(line.queueId));
+  const heads = mine.map((line) => line.longestWaitSeconds).filter((s) => s !== null && s !== undefined);
+  const own = body.queues && myQueues !== null;
   queue = {
-    waiting: body.waiting,
-    longestWaitSeconds: body.longestWaitSeconds,
+    waiting: own ? mine.reduce((sum, line) => sum + line.waiting, 0) : body.waiting,
+    longestWaitSeconds: own ? (heads.length ? Math.max(...heads) : null) : body.longestWaitSeconds,
+    queues: mine,
     version: body.version ?? queue.version,
     at: performance.now(),
   };
-  $("queue-waiting").textContent = String(body.waiting);
+  $("queue-waiting").textContent = String(queue.waiting);
+  renderLines();
   tickQueue();
+}
+
+/** One row per queue the counselor serves, when there is more than one to tell apart. */
+function renderLines() {
+  const table = $("queue-lines");
+  table.hidden = queue.queues.length < 2;
+  const body = $("queue-lines-body");
+  body.replaceChildren();
+  for (const line of queue.queues) {
+    const row = body.insertRow();
+    row.dataset.queueId = line.queueId;
+    row.insertCell().textContent = config.queueNames?.[line.queueId] ?? line.queueId;
+    row.insertCell().textContent = String(line.waiting);
+    row.insertCell().className = "longest";
+  }
 }
 
 function waitText(seconds) {
@@ -65,9 +111,14 @@ function waitText(seconds) {
 
 /** Let the longest wait run on between updates (it grows by itself). */
 function tickQueue() {
-  const base = queue.longestWaitSeconds;
-  const seconds = base === null ? null : base + Math.floor((performance.now() - queue.at) / 1000);
-  $("queue-longest").textContent = waitText(seconds);
+  const grown = Math.floor((performance.now() - queue.at) / 1000);
+  const longest = (base) => (base === null || base === undefined ? null : base + grown);
+  $("queue-longest").textContent = waitText(longest(queue.longestWaitSeconds));
+  queue.queues.forEach((line, index) => {
+    const cell = $("queue-lines-body").rows[index]?.querySelector(".longest");
+    if (cell) cell.textContent = waitText(longest(line.longestWaitSeconds));
+  });
+  tickWrapUp();
 }
 
 function renderMatch(match) {
@@ -126,7 +177,8 @@ function renderHistory(rows) {
 }
 
 function applyDashboard(state) {
-  renderStatus(state.counselor.status);
+  renderProfile(state.counselor);
+  renderStatus(state.counselor.status, state.counselor.wrapUpUntil, state.timestamp);
   renderQueue(state.queue);
   renderMatch(state.openMatch);
   if (state.openMatch && !state.openMatch.counselorJoined) alertOnce(state.openMatch);
@@ -202,7 +254,7 @@ function onMessage(body) {
       renderQueue(body);
       break;
     case "STATUS":
-      renderStatus(body.status);
+      renderStatus(body.status, body.wrapUpUntil, body.timestamp);
       break;
     case "MATCH_ASSIGNED": {
       const match = {
@@ -217,6 +269,9 @@ function onMessage(body) {
       client?.resync(); // today's history gains the open session
       break;
     }
+    case "SKILLS":
+      client?.resync(); // staff changed our queues or languages: re-read the profile and the lines
+      break;
     case "MATCH_STARTED":
       if (openMatch?.matchId === body.matchId) {
         $("call-status").dataset.state = "";
@@ -246,7 +301,7 @@ function endCall(reason) {
 async function setStatus(next) {
   unlockAudio();
   const profile = await api("POST", "/api/counselor/status", { headers: CSRF, body: { status: next } });
-  renderStatus(profile.status);
+  renderStatus(profile.status, profile.wrapUpUntil);
 }
 
 async function heartbeat() {

@@ -25,7 +25,11 @@ def _no_event_triggers(settings):
 def requested(monkeypatch) -> list[str]:
     """Record every matcher pass requested (instead of running one)."""
     calls: list[str] = []
-    monkeypatch.setattr(triggers, "request_match_pass", lambda: calls.append("pass"))
+
+    def request(*, after: float = 0) -> None:
+        calls.append(f"pass after {after:g} s" if after else "pass")
+
+    monkeypatch.setattr(triggers, "request_match_pass", request)
     return calls
 
 

@@ -24,6 +24,10 @@ def test_a_counselor_exchanges_a_password_for_a_token_and_reads_its_profile(api,
         "username": "alice",
         "displayName": "Alice",
         "status": "OFFLINE",
+        # A new counselor serves the default queue in all its languages.
+        "queues": ["general"],
+        "languages": ["ko", "en"],
+        "wrapUpUntil": None,
     }
 
 

@@ -9,7 +9,7 @@ from matching import counselors, handoff, matcher
 from matching.models import Counselor, Match
 from matching.selectors import wait_stats_forget
 from queues import services as queue_services
-from queues.models import Registration
+from queues.models import Queue, Registration
 from tests.conftest import bearer
 
 pytestmark = pytest.mark.django_db
@@ -109,14 +109,16 @@ def test_the_counselor_completes_the_call(
     registration = match.registration
     registration.refresh_from_db()
     counselor.refresh_from_db()
-    assert (match.end_reason, registration.status, counselor.status) == ("completed", S.COMPLETED, C.AVAILABLE)
+    # After a call, the queue's wrap-up (60 s by default) before the next customer.
+    assert (match.end_reason, registration.status, counselor.status) == ("completed", S.COMPLETED, C.WRAP_UP)
     assert registration.left_reason == "completed"
     (told,) = published.bodies(events.customer_group(registration.customer.customer_id))
     assert (told["status"], told["reason"]) == ("COMPLETED", "completed")
     counselor_told = published.bodies(events.counselor_group(counselor.counselor_id))
     assert [b["type"] for b in counselor_told] == ["MATCH_ENDED", "STATUS"]
-    assert (counselor_told[0]["reason"], counselor_told[1]["status"]) == ("completed", "AVAILABLE")
-    assert requested  # a free counselor: run a pass at once
+    assert (counselor_told[0]["reason"], counselor_told[1]["status"]) == ("completed", "WRAP_UP")
+    assert counselor_told[1]["wrapUpUntil"] == events.epoch_ms(counselor.wrap_up_until)
+    assert requested == ["pass after 60 s"]  # a pass when the wrap-up runs out
 
 
 def test_completing_again_answers_the_same(matched, as_counselor):
@@ -139,6 +141,7 @@ def test_only_the_matchs_counselor_completes_and_only_in_call(api, matched, on_s
 
 
 def test_completed_calls_feed_the_estimated_wait(api, on_shift, waiting, join):
+    Queue.objects.filter(pk=queue_services.queue_default().pk).update(wrap_up_seconds=0)  # free again at once
     desks = [on_shift(), on_shift()]
     for _ in range(3):  # three completed calls of 120 s each
         waiting(1)
@@ -193,7 +196,8 @@ def test_cancelling_in_a_call_ends_it_too(api, matched):
     assert api.post("/api/queue/cancel", **bearer(token)).json() == {"status": "CANCELLED"}
     match.refresh_from_db()
     counselor.refresh_from_db()
-    assert (match.end_reason, counselor.status) == ("customer_cancelled", C.AVAILABLE)
+    # A call took place: the counselor wraps it up before the next one.
+    assert (match.end_reason, counselor.status) == ("customer_cancelled", C.WRAP_UP)
 
 
 def test_cancelling_while_waiting_behaves_as_before(api, join, published, django_capture_on_commit_callbacks):

@@ -27,7 +27,8 @@ def counselor_bodies(published, counselor: Counselor) -> list[dict]:
 
 
 def queue_changes(published) -> list[dict]:
-    return published.bodies(events.QUEUE_GROUP)
+    """The broadcasts' type and version (which queues, and why, are checked where they matter)."""
+    return [{"type": m["type"], "version": m["version"]} for m in published.bodies(events.QUEUE_GROUP)]
 
 
 def run_pass(capture, **kwargs) -> matcher.MatchPassResult:
@@ -86,6 +87,7 @@ def test_both_sides_are_told_their_own_identity_room_and_match(
     assert told_customer | {"timestamp": 0} == {
         "customerId": customer.customer_id,
         "registrationId": registration.id,
+        "queueId": "general",
         "status": "MATCHED",
         "identity": customer.identity,
         "roomName": match.room_name,
@@ -98,6 +100,7 @@ def test_both_sides_are_told_their_own_identity_room_and_match(
     assert assigned[0]["identity"] == counselor.identity != customer.identity
     assert (assigned[0]["registrationId"], assigned[0]["customerId"]) == (registration.id, customer.customer_id)
     assert (assigned[0]["roomName"], assigned[0]["matchId"]) == (match.room_name, match.id)
+    assert (assigned[0]["queueId"], assigned[0]["language"], assigned[0]["urgent"]) == ("general", "ko", False)
     statuses = [b["status"] for b in counselor_bodies(published, counselor) if b.get("type") == "STATUS"]
     assert statuses == ["BUSY"]
 

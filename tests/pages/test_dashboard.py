@@ -25,6 +25,7 @@ def test_a_counselor_goes_available_and_both_pages_show_the_same_room_within_a_s
         page = dashboard.page
         expect(page.locator("#tier")).to_have_attribute("data-tier", "stomp", timeout=10000)
         expect(page.locator("#queue-waiting")).to_have_text("1")
+        expect(page.locator("#skills-line")).to_have_text("You take: General counseling · in 한국어, English")
         expect(page.locator("#queue-longest")).to_have_text(re.compile(r"^\d+ s$"))
         expect(dashboard.status_button("OFFLINE")).to_have_attribute("aria-pressed", "true")
         expect(page.locator("#history-body")).to_have_text("No sessions yet today.")
@@ -67,9 +68,15 @@ def test_a_counselor_goes_available_and_both_pages_show_the_same_room_within_a_s
         page.locator("#complete-button").click()
         expect(customer.page.locator("#ended-title")).to_have_text("Your session has ended")
         expect(customer.page.locator("#rejoin-button")).to_be_visible()
-        expect(page.locator("#current-status")).to_have_text("Available")
+        # A minute of wrap-up (the default queue's) counts down; "Available" ends it early.
+        expect(page.locator("#current-status")).to_have_text("Wrapping up")
+        expect(page.locator("#wrap-up-countdown")).to_have_text(re.compile(r"^Next customer in 0:(5\d|60)$"))
         expect(page.locator("#match-details")).to_be_hidden()
         expect(page.locator("#history-body tr").first).to_contain_text("completed")
+        screenshot(page, "dashboard-wrap-up")
+        dashboard.status_button("AVAILABLE").click()
+        expect(page.locator("#current-status")).to_have_text("Available")
+        expect(page.locator("#wrap-up")).to_be_hidden()
         screenshot(page, "dashboard-history")
         screenshot(customer.page, "waiting-completed")
         assert customer.errors == [] and dashboard.errors == []

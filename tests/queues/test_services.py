@@ -48,7 +48,12 @@ def test_join_records_history_and_bumps_the_version(published, django_capture_on
     assert selectors.queue_version() == before + 1
     history = list(RegistrationEvent.objects.filter(registration=registration).values_list("to_status", "reason"))
     assert history == [("WAITING", "joined")]
-    assert published == [(events.QUEUE_GROUP, {"type": "queue.changed", "version": before + 1})]
+    assert published == [
+        (
+            events.QUEUE_GROUP,
+            {"type": "queue.changed", "version": before + 1, "queues": ["general"], "reason": "joined"},
+        )
+    ]
 
 
 def test_a_rejoin_racing_an_active_visit_is_refused_and_publishes_nothing(
@@ -71,7 +76,11 @@ def test_the_database_refuses_two_active_registrations_for_one_customer():
     with pytest.raises(IntegrityError), transaction.atomic():
         Registration.objects.create(
             customer=first.customer,
+            queue=first.queue,
+            language=first.language,
             enqueued_at=timezone.now(),
+            virtual_arrival=timezone.now(),
+            queue_since=timezone.now(),
             token_hash="x" * 64,
             lease_expires_at=timezone.now(),
         )

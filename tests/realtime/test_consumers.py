@@ -301,7 +301,7 @@ async def test_a_customer_message_older_than_one_delivered_is_dropped(stomp, sjo
     await client.connect(**bearer(joined.token))
     await client.send("SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{customer_id}"})
     snapshot = await client.json()
-    ids = {"customer_id": customer_id, "registration_id": joined.registration.id}
+    ids = {"customer_id": customer_id, "registration_id": joined.registration.id, "queue_id": "general"}
     expired = events.terminal(**ids, status="EXPIRED", reason="lease_expired") | {"seq": snapshot["seq"] + 2}
     requeued = events.waiting(**ids, rank=1, version=10**6, eta=None) | {"seq": snapshot["seq"] + 1}
     layer = get_channel_layer()
@@ -323,7 +323,7 @@ async def test_a_customer_message_without_a_seq_is_not_taken_for_stale(stomp, sj
     await client.connect(**bearer(joined.token))
     await client.send("SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{customer_id}"})
     assert (await client.json())["seq"] > 0  # the join's history row
-    ids = {"customer_id": customer_id, "registration_id": joined.registration.id}
+    ids = {"customer_id": customer_id, "registration_id": joined.registration.id, "queue_id": "general"}
     body = events.waiting(**ids, rank=7, version=10**6, eta=None)
     assert "seq" not in body
     await get_channel_layer().group_send(events.customer_group(customer_id), {"type": "customer.event", "body": body})
