@@ -59,3 +59,22 @@ def test_the_rest_api_goes_to_the_node_without_sockets_and_falls_back_to_the_soc
     # sockets never reach the api node: /ws/ and /ws/sockjs/ have their own upstreams
     sockets = re.search(r"upstream hearo \{(.*?)\}", conf, re.S).group(1)
     assert "api:" not in sockets
+
+
+def test_a_livekit_server_runs_with_the_apps_key_pair_and_reports_to_the_rest_node():
+    services = compose()["services"]
+    livekit = services["livekit"]
+    config = yaml.safe_load(livekit["environment"]["LIVEKIT_CONFIG"])
+    app = services["web1"]["environment"]
+    # Compose interpolates the same variables into both, so the server checks the tokens the app signs.
+    assert config["keys"] == {app["LIVEKIT_API_KEY"]: app["LIVEKIT_API_SECRET"]}
+    assert config["webhook"]["api_key"] == app["LIVEKIT_API_KEY"]
+    assert config["webhook"]["urls"] == ["http://api:8000/api/livekit/webhook"]
+    published = {port.split(":")[0] for port in livekit["ports"]}
+    assert {"7880", "7881", "7882"} <= published
+    assert app["LIVEKIT_URL"].endswith(":7880}")  # browsers dial the published signalling port
+
+
+def test_the_image_leaves_the_local_virtualenv_database_and_caches_out():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", "node_modules", "db.sqlite3", ".git", "**/__pycache__"} <= ignored
