@@ -30,9 +30,16 @@ def epoch_ms(when: datetime | None = None) -> int:
     return int(when.timestamp() * 1000)
 
 
-def queue_changed(*, version: int, queue_ids: list[str] | None, reason: str) -> dict:
-    """Return the broadcast every node's hub hears: which queues changed, and why."""
-    return {"type": "queue.changed", "version": version, "queues": queue_ids, "reason": reason}
+def queue_changed(*, version: int, queue_ids: list[str] | None, reason: str, language: str | None = None) -> dict:
+    """Return the broadcast every node's hub hears: which queues changed, and why.
+
+    ``language`` narrows an urgent join to its line, so only the customers of
+    that line are told someone was let in ahead of them.
+    """
+    body = {"type": "queue.changed", "version": version, "queues": queue_ids, "reason": reason}
+    if language is not None:
+        body["language"] = language
+    return body
 
 
 def waiting(

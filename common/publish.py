@@ -57,12 +57,15 @@ def _on_commit(group: str, message: dict) -> None:
     transaction.on_commit(partial(deliver, group, message), robust=True)
 
 
-def queue_broadcast(version: int, queue_ids: list[str] | None = None, reason: str = "") -> None:
+def queue_broadcast(
+    version: int, queue_ids: list[str] | None = None, reason: str = "", language: str | None = None
+) -> None:
     """Tell every node's rank hub, now, that these queues' order changed (one message).
 
     ``queue_ids`` None means any queue may have changed: the hubs re-read all.
     """
-    deliver(events.QUEUE_GROUP, events.queue_changed(version=version, queue_ids=queue_ids, reason=reason))
+    body = events.queue_changed(version=version, queue_ids=queue_ids, reason=reason, language=language)
+    deliver(events.QUEUE_GROUP, body)
 
 
 # How a committed queue change goes out: the broadcast, unless a benchmark
@@ -76,9 +79,11 @@ def queue_publisher_set(publisher: Callable[..., None]) -> None:
     _queue_publisher = publisher
 
 
-def queue_changed(*, version: int, queue_ids: list[str] | None = None, reason: str = "") -> None:
+def queue_changed(
+    *, version: int, queue_ids: list[str] | None = None, reason: str = "", language: str | None = None
+) -> None:
     """After commit, tell every node once that these queues' order changed."""
-    transaction.on_commit(partial(_queue_publisher, version, queue_ids, reason), robust=True)
+    transaction.on_commit(partial(_queue_publisher, version, queue_ids, reason, language), robust=True)
 
 
 def to_customer(customer_id: str, body: dict) -> None:

@@ -26,7 +26,7 @@ from matching.models import Counselor, Match
 from matching.selectors import estimate_for
 from queues import leases
 from queues.models import Queue, Registration
-from queues.selectors import queue_version, registration_rank
+from queues.selectors import queue_open_state, queue_version, queue_waiting_count, registration_rank
 from queues.services import (
     queue_changed,
     registration_expire_ghosts,
@@ -115,19 +115,35 @@ def _overflows_move(*, now: datetime) -> list[tuple[Registration, str]]:
     """Move customers who waited past their queue's overflow time; return (visit, old queue id) pairs.
 
     A moved customer keeps its virtual arrival, so it takes its place in time
-    in the other line (at or near the head if it waited long).
+    in the other line (at or near the head if it waited long). Nobody is moved
+    into a queue that is closed or full, or that does not serve their language:
+    they keep their place here (and move once it opens or has room).
     """
     moved = []
     rules = Queue.objects.filter(overflow_queue__isnull=False, overflow_after_seconds__isnull=False)
     for queue in rules.select_related("overflow_queue"):
+        room = _overflow_room(queue.overflow_queue, now=now)
+        if room == 0:
+            continue
         since = now - timedelta(seconds=queue.overflow_after_seconds)
+        # Only customers whose language the other queue serves: an English speaker
+        # moved to a Korean-only line would wait for a counselor it cannot talk to.
         due = Registration.objects.select_related("customer").filter(
-            status=S.WAITING, queue=queue, queue_since__lte=since
+            status=S.WAITING, queue=queue, queue_since__lte=since, language__in=queue.overflow_queue.languages
         )
-        for registration in claim(due.order_by("virtual_arrival", "id")):
+        for registration in claim(due.order_by("virtual_arrival", "id"))[:room]:
             if registration_overflow(registration=registration, to=queue.overflow_queue, now=now):
                 moved.append((registration, queue.queue_id))
     return moved
+
+
+def _overflow_room(target: Queue, *, now: datetime) -> int | None:
+    """Return how many more the target queue takes now (None: no cap; 0: closed or full)."""
+    if not queue_open_state(queue=target, now=now).open:
+        return 0
+    if target.max_waiting is None:
+        return None
+    return max(0, target.max_waiting - queue_waiting_count(queue=target))
 
 
 def _counselor_ghosts_sweep(*, now: datetime, result: MatchPassResult) -> list[Registration]:
@@ -154,8 +170,9 @@ def _counselor_leases_refresh(now: datetime) -> list[Registration]:
     Dashboards re-lease on their next beat, well within one lease; the pass
     after that sweeps as usual.
     """
-    Counselor.objects.filter(status__in=ON_LEASE).update(lease_expires_at=leases.lease_db_copy(now))
-    log.warning("lease cache lost every lease; no counselor sent offline, every on-shift lease renewed")
+    renewed = Counselor.objects.filter(status__in=ON_LEASE).update(lease_expires_at=leases.lease_db_copy(now))
+    if renewed:  # a fresh start has an empty cache too: only news if someone was on shift
+        log.warning("lease cache lost every lease; no counselor sent offline, %d on-shift leases renewed", renewed)
     return []
 
 

@@ -159,7 +159,8 @@ def queues_public(*, language: str | None, now: datetime | None = None) -> list[
     shown = []
     for queue in queue_list():
         state = queue_open_state(queue=queue, now=now)
-        waiting = sum(counts.get((queue.queue_id, code), 0) for code in queue.languages)
+        # Every language, served now or not: the cap the join checks counts them all.
+        waiting = sum(n for (queue_id, _), n in counts.items() if queue_id == queue.queue_id)
         full = queue.max_waiting is not None and waiting >= queue.max_waiting
         lines = []
         for code in queue.languages:

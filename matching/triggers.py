@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 # Queue changes the pass makes itself: reacting to them would only run an
 # empty pass (a pass already pairs everyone it requeued).
-PASS_REASONS = frozenset({"matched", "requeued", "expired"})
+PASS_REASONS = frozenset({"matched", "requeued", "expired", "overflow"})
 
 _runner: Callable[[float], None] | None = None
 

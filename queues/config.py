@@ -136,13 +136,16 @@ def queue_config_clean(body: object, *, partial: bool) -> dict:
         except hours.HoursError as exc:
             raise ConfigError("timezone", str(exc)) from None
         fields["timezone"] = body["timezone"]
-    try:
-        if "hours" in body:
-            fields["hours"] = hours.validate_hours(body["hours"])
-        if "closedDates" in body:
-            fields["closed_dates"] = hours.validate_closed_dates(body["closedDates"])
-    except hours.HoursError as exc:
-        raise ConfigError("hours" if "hours" in str(exc) else "closedDates", str(exc)) from None
+    # Each checked on its own, so the error names the setting that failed (not a guess from its text).
+    for name, field, validate in (
+        ("hours", "hours", hours.validate_hours),
+        ("closedDates", "closed_dates", hours.validate_closed_dates),
+    ):
+        if name in body:
+            try:
+                fields[field] = validate(body[name])
+            except hours.HoursError as exc:
+                raise ConfigError(name, str(exc)) from None
     if "maxWaiting" in body:
         fields["max_waiting"] = _seconds("maxWaiting", body["maxWaiting"], nullable=True, minimum=1)
     if "overflowQueueId" in body:

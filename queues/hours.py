@@ -87,6 +87,18 @@ def _intervals(
             yield start, datetime.combine(end_day, closes, tzinfo=tz)
 
 
+def _utc(now: datetime) -> datetime:
+    """Return ``now`` in UTC, so comparisons with the queue's local times are by instant.
+
+    Python compares two datetimes of the *same* tzinfo by wall clock alone; a
+    ``now`` given in the queue's own zone in the repeated hour of a
+    daylight-saving fall-back would be taken for the other of the two instants.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    return now.astimezone(UTC)
+
+
 def _around(hours: list[dict], closed: Iterable[str], tz: ZoneInfo, now: datetime, days: int):
     local = now.astimezone(tz)
     # An interval that opened yesterday may still be running past midnight.
@@ -95,7 +107,7 @@ def _around(hours: list[dict], closed: Iterable[str], tz: ZoneInfo, now: datetim
 
 def is_open(*, hours: list[dict] | None, closed_dates: Iterable[str], tz_name: str, now: datetime) -> bool:
     """Return whether the queue is open at ``now`` (an aware datetime)."""
-    tz = zone(tz_name)
+    tz, now = zone(tz_name), _utc(now)
     closed = list(closed_dates)
     if hours is None:
         return now.astimezone(tz).date().isoformat() not in closed
@@ -106,7 +118,7 @@ def next_opening(
     *, hours: list[dict] | None, closed_dates: Iterable[str], tz_name: str, now: datetime
 ) -> datetime | None:
     """Return when the queue next opens after ``now`` (UTC), or None if it never does within the lookahead."""
-    tz = zone(tz_name)
+    tz, now = zone(tz_name), _utc(now)
     closed = list(closed_dates)
     if hours is None:
         local = now.astimezone(tz).date()

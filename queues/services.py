@@ -61,13 +61,14 @@ def queue_version_bump() -> int:
         return cursor.fetchone()[0]
 
 
-def queue_changed(*, reason: str, queue_ids: list[str] | None = None) -> None:
+def queue_changed(*, reason: str, queue_ids: list[str] | None = None, language: str | None = None) -> None:
     """Publish one queue change after commit and let the matcher react.
 
     ``queue_ids`` names the queues whose order changed (None: any of them), so
-    each node's hub re-reads only those.
+    each node's hub re-reads only those; ``language`` names the line of an
+    urgent join.
     """
-    publish.queue_changed(version=queue_version_bump(), queue_ids=queue_ids, reason=reason)
+    publish.queue_changed(version=queue_version_bump(), queue_ids=queue_ids, reason=reason, language=language)
     transaction.on_commit(partial(signals.queue_changed.send, sender=Registration, reason=reason), robust=True)
 
 
@@ -180,7 +181,10 @@ def registration_join(
     registration_record(registration=registration, from_status="", actor="customer", reason="joined")
     leases.lease_renew("registration", registration.id)
     cache.set(leases.token_key(registration.token_hash), registration.id, timeout=TOKEN_CACHE_SECONDS)
-    queue_changed(reason="urgent_joined" if urgent else "joined", queue_ids=[queue.queue_id])
+    if urgent:
+        queue_changed(reason="urgent_joined", queue_ids=[queue.queue_id], language=language)
+    else:
+        queue_changed(reason="joined", queue_ids=[queue.queue_id])
     event_on_commit(
         log,
         "registration joined",
@@ -314,23 +318,23 @@ def registration_requeue(*, registration: Registration, actor: str, reason: str)
 
 
 def registration_overflow(*, registration: Registration, to: Queue, now: datetime) -> bool:
-    """Move a WAITING visit to another queue, keeping its virtual arrival; False if it left meanwhile.
+    """Move a WAITING visit to another queue, keeping its virtual arrival and language; False if it cannot.
 
-    The language is kept where the other queue serves it, else that queue's
-    first. Not a change of status: the history row (WAITING -> WAITING,
-    ``overflow``) gives the visit a new seq; the caller publishes the queue
-    change and tells the customer its new rank.
+    False when the visit left meanwhile, or when the other queue does not
+    serve its language (the customer could talk to nobody there). Not a
+    change of status: the history row (WAITING -> WAITING, ``overflow``) gives
+    the visit a new seq; the caller publishes the queue change and tells the
+    customer its new rank.
     """
-    was = registration.queue_id
-    language = (
-        registration.language if registration.language in to.languages else queue_language(queue=to, language=None)
-    )
+    was, language = registration.queue_id, registration.language
+    if language not in to.languages:
+        return False
     moved = Registration.objects.filter(pk=registration.pk, status=S.WAITING, queue_id=was).update(
-        queue=to, language=language, queue_since=now
+        queue=to, queue_since=now
     )
     if not moved:
         return False  # matched or gone under us (only possible without row locks)
-    registration.queue, registration.language, registration.queue_since = to, language, now
+    registration.queue, registration.queue_since = to, now
     registration_record(registration=registration, from_status=S.WAITING, actor="matcher", reason="overflow")
     event_on_commit(
         log,
@@ -373,9 +377,11 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
     now = now or timezone.now()
     candidates = Registration.objects.select_related("customer").filter(status=S.WAITING, lease_expires_at__lt=now)
     if not leases.leases_intact():
-        Registration.objects.filter(status=S.WAITING).update(lease_expires_at=leases.lease_db_copy(now))
+        renewed = Registration.objects.filter(status=S.WAITING).update(lease_expires_at=leases.lease_db_copy(now))
         leases.leases_mark_intact()
-        log.warning("lease cache lost every lease; nobody expired, every waiting lease renewed")
+        # A fresh start has an empty cache too; it is only news if someone was waiting.
+        if renewed:
+            log.warning("lease cache lost every lease; nobody expired, %d waiting leases renewed", renewed)
         return []
     candidates = list(candidates)
     alive = leases.lease_alive("registration", [r.id for r in candidates])

@@ -66,9 +66,10 @@ class RankHub:
         self.refreshes = 0  # read by tests and the metrics
         self._dirty = asyncio.Event()
         # What changed since the last refresh: these queues (None: any of them, read all),
-        # and the queues where an urgent customer was let in ahead of others.
+        # and the lines (queue, language; language None: any) where an urgent
+        # customer was let in ahead of others.
         self._pending: set[str] | None = None
-        self._urgent: set[str] = set()
+        self._urgent: set[tuple[str, str | None]] = set()
         # queue id -> (waiting, when its longest-waiting customer joined), for the dashboards
         self.summaries: dict[str, tuple[int, object]] = {}
         self._tasks: list[asyncio.Task] = []
@@ -121,7 +122,8 @@ class RankHub:
         elif self._pending is not None:
             self._pending.update(queues)
         if (message or {}).get("reason") == "urgent_joined" and queues:
-            self._urgent.update(queues)
+            language = (message or {}).get("language")
+            self._urgent.update((queue_id, language) for queue_id in queues)
         self._dirty.set()
 
     def _changed_all(self) -> None:
@@ -207,7 +209,7 @@ class RankHub:
                 await asyncio.sleep(1)
                 self._changed_all()
 
-    async def refresh(self, queue_ids: set[str] | None = None, *, urgent: set[str] = frozenset()) -> int:
+    async def refresh(self, queue_ids: set[str] | None = None, *, urgent: set[tuple] = frozenset()) -> int:
         """Read the changed queues once and push changed ranks; return how many pushes."""
         if not self.customers and not self.counselors:
             return 0
@@ -225,7 +227,7 @@ class RankHub:
         watcher.last_stats = tuple(sorted(self.summaries.items()))
         await self._safe_push(watcher, body)
 
-    async def _push_ranks(self, snapshot: QueueOrder, board: WaitBoard, urgent: set[str]) -> int:
+    async def _push_ranks(self, snapshot: QueueOrder, board: WaitBoard, urgent: set[tuple]) -> int:
         pushes = 0
         slice_ends = time.monotonic() + SLICE_SECONDS
         ranks = {
@@ -240,7 +242,11 @@ class RankHub:
                 if rank == watcher.last_rank and queue_id == watcher.queue_id:
                     continue
                 eta, why = board.estimate(queue_id=queue_id, language=language, rank=rank)
-                pushed_back = watcher.last_rank is not None and rank > watcher.last_rank
+                # Pushed back in the same line: a rank from another queue (before an
+                # overflow) says nothing about who was let in ahead here.
+                same_line = watcher.last_rank is not None and queue_id == watcher.queue_id
+                pushed_back = same_line and rank > watcher.last_rank
+                urgent_here = (queue_id, language) in urgent or (queue_id, None) in urgent
                 body = events.waiting(
                     customer_id=watcher.customer_id,
                     registration_id=reg_id,
@@ -250,7 +256,7 @@ class RankHub:
                     eta=eta,
                     eta_reason=why,
                     # Why the number went up: someone at risk was let in ahead.
-                    reason="urgent_ahead" if pushed_back and queue_id in urgent else None,
+                    reason="urgent_ahead" if pushed_back and urgent_here else None,
                 )
                 watcher.last_rank, watcher.queue_id = rank, queue_id
                 pushes += await self._safe_push(watcher, body)

@@ -11,14 +11,26 @@ from common import events
 from queues.selectors import queue_snapshot
 
 
-def naive_fanout(version: int, queue_ids: list[str] | None = None, reason: str = "") -> None:
-    """Send every waiting customer its rank, one channel-layer message each."""
+def naive_fanout(
+    version: int,
+    queue_ids: list[str] | None = None,
+    reason: str = "",
+    language: str | None = None,
+) -> None:
+    """Send every waiting customer its rank in its line, one channel-layer message each."""
     layer = get_channel_layer()
 
     async def send_all(snapshot) -> None:
-        for rank, (registration_id, customer_id) in enumerate(snapshot.waiting, start=1):
+        ranks: dict[tuple[str, str], int] = {}
+        for (registration_id, customer_id), line in zip(snapshot.waiting, snapshot.lines, strict=True):
+            ranks[line] = rank = ranks.get(line, 0) + 1
             body = events.waiting(
-                customer_id=customer_id, registration_id=registration_id, rank=rank, version=version, eta=None
+                customer_id=customer_id,
+                registration_id=registration_id,
+                queue_id=line[0],
+                rank=rank,
+                version=version,
+                eta=None,
             )
             await layer.group_send(events.customer_group(customer_id), {"type": "customer.event", "body": body})
 

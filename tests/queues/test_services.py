@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from common import events
 from common.errors import Conflict
+from matching import matcher
 from queues import leases, selectors, services
 from queues.models import Registration, RegistrationEvent
 
@@ -112,6 +113,22 @@ def test_after_the_cache_lost_every_lease_the_sweep_refreshes_instead_of_expirin
     leases.lease_renew("registration", b.id)
     later = timezone.now() + timedelta(seconds=41)
     assert [r.id for r in services.registration_expire_ghosts(now=later)] == [a.id]
+
+
+def test_a_fresh_start_with_nobody_waiting_logs_no_lost_lease_warning(caplog):
+    """An empty cache on a fresh start is not news; with someone waiting it is."""
+    from tests.conftest import cache_forget_all
+
+    cache_forget_all()
+    with caplog.at_level("WARNING"):
+        matcher.match_pass()
+    assert [r.message for r in caplog.records if r.levelname == "WARNING"] == []
+
+    joined(1)
+    cache_forget_all()
+    with caplog.at_level("WARNING"):
+        matcher.match_pass()
+    assert any("lost every lease" in r.message for r in caplog.records if r.levelname == "WARNING")
 
 
 def test_heartbeat_of_a_cancelled_visit_is_a_conflict():
