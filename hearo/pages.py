@@ -22,12 +22,17 @@ from common.errors import DomainError
 from common.events import epoch_ms
 from matching import dashboard
 from matching.selectors import counselor_for_user, counselor_profile
+from queues.models import DEFAULT_QUEUE_ID
 from queues.selectors import queue_languages, queue_names, queue_order
 from realtime.hub import queue_stats_body
 
 # SockJS transports in the order tier 2 tries them: a WebSocket first, then
 # HTTP streaming for proxies that refuse upgrades, then plain long-polling.
 SOCKJS_TRANSPORTS = ["websocket", "xhr-streaming", "xhr-polling"]
+
+# Shown beside the urgent question whatever the queue lists: a customer in
+# danger must always see a number that answers now (Korea's emergency line).
+EMERGENCY_PHONE = "119"
 
 
 def client_config(request, **extra) -> dict:
@@ -105,6 +110,44 @@ def waiting_strings() -> dict:
         "error.rate_limited": _("Too many attempts from this network. Please wait a minute and try again."),
         "error.generic": _("Something went wrong: %(detail)s"),
         "anonymous": _("Guest"),
+        **routing_strings(),
+    }
+
+
+def routing_strings() -> dict:
+    """Return the waiting page's texts about lines: choosing one, refusals, moves, estimates."""
+    return {
+        "queue.waiting": _("%(count)s waiting"),
+        "queue.eta": _("wait %(eta)s"),
+        "queue.no_counselor_online": _("no counselor online yet; you can still join"),
+        "queue.closed": _("Closed now"),
+        "queue.closed_opens": _("Closed now · opens %(when)s"),
+        "queue.full": _("Full right now · please try again in a few minutes"),
+        "queue.instead": _("Until then, you can reach:"),
+        "when.today": _("today at %(time)s"),
+        "when.tomorrow": _("tomorrow at %(time)s"),
+        "when.later": _("%(day)s at %(time)s"),
+        "refused.queue_closed": _("This line is closed right now, so we could not add you."),
+        "refused.queue_full": _(
+            "This line is full right now, so we could not add you. Please try again in a few minutes."
+        ),
+        "refused.unknown_queue": _("This line is no longer available. Please choose another one."),
+        "refused.unsupported_language": _("This line does not take that language. Please choose another language."),
+        "refused.invalid": _("We could not read your choice. Please check it and try again."),
+        "refused.opens": _("It opens %(when)s."),
+        "line.value": _("%(queue)s · %(language)s"),
+        "rank.urgent_ahead": _("Someone who needs urgent help was placed ahead of you."),
+        "eta.closed": _("after the line opens"),
+        "eta.why.no_counselor_online": _(
+            "No counselor is online for your line right now. You keep your place, "
+            "and we will show an estimate as soon as one is."
+        ),
+        "eta.why.closed": _("Your line is closed right now. You keep your place and will be helped when it opens."),
+        "moved": _(
+            "You were moved to another line, “%(queue)s”, so someone can help you sooner. "
+            "The time you have already waited still counts."
+        ),
+        "emergency": _("Emergency services"),
     }
 
 
@@ -150,8 +193,18 @@ def dashboard_strings() -> dict:
 
 
 def waiting_room(request):
-    """Render the customer's waiting page (anyone; the visit lives in sessionStorage)."""
-    context = {"config": client_config(request), "strings": waiting_strings()}
+    """Render the customer's waiting page (anyone; the visit lives in sessionStorage).
+
+    The lines to choose from come from GET /api/queues once the page runs;
+    the names here only label the customer's line at once after a reload.
+    """
+    extra = {
+        "defaultQueueId": DEFAULT_QUEUE_ID,
+        "queueNames": queue_names(language=get_language()),
+        "languageNames": language_names(),
+        "emergencyPhone": EMERGENCY_PHONE,
+    }
+    context = {"config": client_config(request, **extra), "strings": waiting_strings()}
     return render(request, "waiting.html", context)
 
 

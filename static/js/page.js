@@ -23,13 +23,15 @@ export function showTier(element, strings, config, tier, transport, healthy) {
   element.querySelector("#tier-text").textContent = text;
 }
 
-/** An error a REST call raised: the server's {error, detail}, or a network failure. */
+/** An error a REST call raised: the server's {error, detail, ...}, or a network failure. */
 export class ApiError extends Error {
-  constructor(status, code, detail) {
+  constructor(status, code, detail, body = {}) {
     super(typeof detail === "string" ? detail : code);
     this.status = status;
     this.code = code;
     this.detail = detail;
+    // The whole answer: a refusal carries more than {error, detail} (opensAt, alternatives).
+    this.body = body;
     // 401/403: retrying will not help (ended visit, signed out).
     this.fatal = status === 401 || status === 403;
   }
@@ -49,6 +51,6 @@ export async function api(method, url, { headers = {}, body } = {}) {
     throw new ApiError(0, "network", "network");
   }
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new ApiError(response.status, data.error ?? "error", data.detail ?? response.statusText);
+  if (!response.ok) throw new ApiError(response.status, data.error ?? "error", data.detail ?? response.statusText, data);
   return data;
 }

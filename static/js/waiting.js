@@ -1,5 +1,5 @@
 /**
- * The customer's waiting page: join, watch the rank, cancel, join the call.
+ * The customer's waiting page: pick a line, join, watch the rank, cancel, join the call.
  *
  * The visit's bearer token lives in sessionStorage, so a reload (or a
  * restored tab) within the lease picks up the same place in the queue.
@@ -8,11 +8,17 @@
 import { HearoClient } from "./hearo-client.js";
 import { api, ApiError, format, pageData, showTier } from "./page.js";
 import { CallUnreachable, joinCall } from "./call.js";
+import { allAlternatives, etaWords, LinePicker, renderAlternatives, whenWords } from "./waiting-lines.js";
 
 const { config, strings } = pageData();
 const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(["WAITING", "MATCHED", "IN_CALL"]);
 const BASE_TITLE = document.title;
+// Refusals the page explains in its own words, with where to turn instead.
+const REFUSALS = new Set(["queue_closed", "queue_full", "unknown_queue", "unsupported_language", "invalid"]);
+// How often the join form re-reads the lines (one may open, fill up or close meanwhile).
+const LINES_REFRESH_MS = 30_000;
+const EMERGENCY = { label: strings["emergency"], phone: config.emergencyPhone };
 
 // --- The visit in sessionStorage -------------------------------------------------
 
@@ -58,6 +64,12 @@ function showError(message) {
   const box = $("error");
   box.textContent = message ?? "";
   box.hidden = !message;
+  if (!message) $("refused").hidden = true;
+}
+
+/** Set a text only when it changes: a live region re-reads whatever is set. */
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
 }
 
 function errorText(error) {
@@ -69,10 +81,10 @@ function errorText(error) {
   return format(strings["error.generic"], { detail: String(error?.message ?? error) });
 }
 
-function etaText(seconds) {
-  if (seconds === null || seconds === undefined) return strings["eta.estimating"];
-  if (seconds < 60) return strings["eta.soon"];
-  return format(strings["eta.minutes"], { minutes: Math.round(seconds / 60) });
+function etaText(body) {
+  const words = etaWords(body.estimatedWaitSeconds, strings);
+  if (words) return words;
+  return body.estimatedWaitReason === "closed" ? strings["eta.closed"] : strings["eta.estimating"];
 }
 
 function announce(text) {
@@ -85,11 +97,54 @@ function announce(text) {
 function renderWaiting(body) {
   show("waiting");
   const rank = body.rank ?? "–";
-  if ($("rank").textContent !== String(rank)) $("rank").textContent = String(rank);
-  $("rank-note").textContent = body.rank === 1 ? strings["rank.next"] : "";
-  $("eta").textContent = etaText(body.estimatedWaitSeconds);
+  const changed = $("rank").textContent !== String(rank);
+  // Why the number went up stays until the number changes again for another reason.
+  if (body.reason === "urgent_ahead") setText($("rank-reason"), strings["rank.urgent_ahead"]);
+  else if (changed) setText($("rank-reason"), "");
+  setText($("rank"), String(rank));
+  setText($("rank-note"), body.rank === 1 ? strings["rank.next"] : "");
+  setText($("eta"), etaText(body));
+  setText($("eta-reason"), strings[`eta.why.${body.estimatedWaitReason}`] ?? "");
+  if (body.queueId) renderLine(body.queueId);
   setStatus($("status-text"), "WAITING");
   document.title = body.rank ? `(${body.rank}) ${BASE_TITLE}` : BASE_TITLE;
+}
+
+/** Name the customer's line; when an overflow moved it, say so (its time waited counts there too). */
+function renderLine(queueId) {
+  const current = visit.load();
+  if (current?.queueId && current.queueId !== queueId) {
+    const queue = picker.queue(queueId);
+    const language = queue && !queue.languages.includes(current.language) ? queue.languages[0] : current.language;
+    visit.save({ ...current, queueId, language });
+    $("moved-note").textContent = format(strings["moved"], { queue: queueName(queueId) });
+    $("moved-note").hidden = false;
+  } else if (current && !current.queueId) {
+    visit.save({ ...current, queueId });
+  }
+  setText($("queue-line"), lineText(visit.load() ?? { queueId }));
+  renderUrgentNote();
+}
+
+function queueName(queueId) {
+  return picker.queue(queueId)?.name ?? config.queueNames?.[queueId] ?? queueId;
+}
+
+function lineText({ queueId, language }) {
+  const languages = picker.queue(queueId)?.languages;
+  // The language is worth naming only where the line serves more than one.
+  if (!language || (languages && languages.length < 2)) return queueName(queueId);
+  const languageName = config.languageNames?.[language] ?? language;
+  return format(strings["line.value"], { queue: queueName(queueId), language: languageName });
+}
+
+/** Beside an urgent customer's rank: where to call if waiting is too long. */
+function renderUrgentNote() {
+  const current = visit.load();
+  $("urgent-note").hidden = !current?.urgent;
+  if (!current?.urgent) return;
+  const alternatives = picker.queue(current.queueId)?.alternatives;
+  renderAlternatives($("waiting-alternatives"), alternatives, { emergency: EMERGENCY });
 }
 
 function renderMatched(body) {
@@ -186,18 +241,91 @@ async function checkVisit() {
 
 // --- Actions ------------------------------------------------------------------------
 
-async function join(displayName) {
+/** Join the line ``choice`` names ({queueId?, language?, urgent?}); say plainly why if refused. */
+async function join(displayName, choice) {
   showError(null);
   const previous = visit.load(); // a returning customer keeps its customer id
-  const joined = await api("POST", "/api/queue/join", {
-    headers: previous ? { Authorization: `Bearer ${previous.token}` } : {},
-    body: displayName ? { displayName } : {},
-  });
-  visit.save({ token: joined.token, customerId: joined.customerId, displayName });
+  let joined;
+  try {
+    joined = await api("POST", "/api/queue/join", {
+      headers: previous ? { Authorization: `Bearer ${previous.token}` } : {},
+      body: { ...(displayName ? { displayName } : {}), ...choice },
+    });
+  } catch (error) {
+    if (!(error instanceof ApiError && REFUSALS.has(error.code))) throw error;
+    showRefusal(error);
+    return;
+  }
+  const { token, customerId, queueId, language, urgent } = joined;
+  visit.save({ token, customerId, displayName, choice, queueId, language, urgent });
+  $("moved-note").hidden = true;
+  setText($("rank-reason"), "");
   // A fresh visit shows its rank at once; one already matched needs its room first.
-  if (joined.status === "WAITING") render({ status: "WAITING", rank: joined.rank, estimatedWaitSeconds: null });
+  if (joined.status === "WAITING") render({ status: "WAITING", rank: joined.rank, queueId, estimatedWaitSeconds: null });
   else await checkVisit();
+  // The form is gone: take keyboard and screen-reader users to where their place is shown.
+  if (!$("view-waiting").hidden) $("waiting-title").focus();
   startClient();
+}
+
+/** The join form's choice: the line, its language and the urgent answer. */
+function formChoice() {
+  return { ...picker.choice(), ...($("urgent").checked ? { urgent: true } : {}) };
+}
+
+/** Say why a join was refused, when the line opens and where to turn now; offer the choices again. */
+function showRefusal(error) {
+  const body = error.body ?? {};
+  $("refused-text").textContent = strings[`refused.${error.code}`] ?? errorText(error);
+  $("refused-opens").hidden = !body.opensAt;
+  if (body.opensAt) $("refused-opens").textContent = format(strings["refused.opens"], { when: whenWords(body.opensAt, strings) });
+  // Closed or full: the line's own alternatives, and always the emergency number.
+  const turnTo = error.status === 409;
+  $("refused-help").hidden = !turnTo;
+  if (turnTo) renderAlternatives($("refused-alternatives"), body.alternatives, { emergency: EMERGENCY });
+  if (shownStatus !== "WAITING") {
+    show("join"); // from "Join the queue again": let the customer pick another line
+    if (!$("display-name").value) $("display-name").value = visit.load()?.displayName ?? "";
+  }
+  $("refused").hidden = false;
+  $("refused").focus();
+  loadLines();
+}
+
+// --- The lines to choose from ------------------------------------------------------
+
+const picker = new LinePicker({
+  topicField: $("topic-field"),
+  topicOptions: $("topic-options"),
+  languageField: $("language-field"),
+  languageOptions: $("language-options"),
+  config,
+  strings,
+  onChange: () => renderChoiceHelp(),
+});
+
+/** Read GET /api/queues into the form; on failure the form joins the default line as before. */
+async function loadLines() {
+  try {
+    picker.update(await api("GET", "/api/queues"));
+  } catch {
+    return;
+  }
+  renderChoiceHelp();
+  const current = visit.load();
+  if (current?.queueId && !$("view-waiting").hidden) setText($("queue-line"), lineText(current));
+  renderUrgentNote();
+}
+
+/** Show the picked line's alternatives beside the urgent question, and what to do when nothing is open. */
+function renderChoiceHelp() {
+  const queues = picker.queues ?? [];
+  renderAlternatives($("urgent-alternatives"), picker.selectedQueue()?.alternatives, { emergency: EMERGENCY });
+  const noneOpen = !picker.canJoin();
+  $("none-open").hidden = !noneOpen;
+  if (noneOpen) renderAlternatives($("none-open-alternatives"), allAlternatives(queues), { emergency: EMERGENCY });
+  $("urgent-field").hidden = noneOpen;
+  $("join-button").disabled = noneOpen;
 }
 
 async function cancel() {
@@ -251,13 +379,14 @@ function guarded(button, action) {
 function wire() {
   $("join-form").addEventListener(
     "submit",
-    guarded($("join-button"), () => join($("display-name").value.trim())),
+    guarded($("join-button"), () => join($("display-name").value.trim(), formChoice())),
   );
   $("cancel-button").addEventListener("click", guarded($("cancel-button"), cancel));
   $("leave-button").addEventListener("click", guarded($("leave-button"), cancel));
   $("rejoin-button").addEventListener(
     "click",
-    guarded($("rejoin-button"), () => join(visit.load()?.displayName ?? "")),
+    // The same line as last time, without asking again.
+    guarded($("rejoin-button"), () => join(visit.load()?.displayName ?? "", visit.load()?.choice ?? {})),
   );
   $("join-call-button").addEventListener("click", startCall);
   window.addEventListener("pagehide", () => room?.disconnect());
@@ -265,6 +394,9 @@ function wire() {
 
 async function boot() {
   wire();
+  renderChoiceHelp();
+  loadLines();
+  setInterval(() => $("view-join").hidden || loadLines(), LINES_REFRESH_MS);
   if (!visit.load()) {
     show("join");
     return;
