@@ -24,9 +24,9 @@ api = [
     path("api/matches/<int:match_id>/complete", matching_apis.MatchCompleteApi.as_view(), name="match-complete"),
     path("api/queues", matching_apis.QueuesApi.as_view(), name="queues"),
     path("api/admin/queues", queue_staff_apis.QueuesApi.as_view(), name="admin-queues"),
-    path("api/admin/queues/<slug:queue_id>", queue_staff_apis.QueueApi.as_view(), name="admin-queue"),
+    path("api/admin/queues/<slug:queueId>", queue_staff_apis.QueueApi.as_view(), name="admin-queue"),
     path("api/admin/counselors", matching_staff_apis.CounselorsApi.as_view(), name="admin-counselors"),
-    path("api/admin/counselors/<str:counselor_id>", matching_staff_apis.CounselorApi.as_view(), name="admin-counselor"),
+    path("api/admin/counselors/<str:counselorId>", matching_staff_apis.CounselorApi.as_view(), name="admin-counselor"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

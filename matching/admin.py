@@ -4,10 +4,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.utils.html import format_html, format_html_join
 
+from common.errors import DomainError
 from matching import counselors, selectors
 from matching.models import Counselor, CounselorEvent, Match, MatchEvent
 from queues.admin import RegistrationAdmin
 from queues.models import Registration
+from queues.selectors import queue_languages
 
 
 class CounselorCreateForm(forms.ModelForm):
@@ -32,6 +34,35 @@ class CounselorCreateForm(forms.ModelForm):
         return password
 
 
+class CounselorSkillsForm(forms.ModelForm):
+    """A counselor's name and skills; the skills are checked as PATCH /api/admin/counselors/{id} checks them."""
+
+    languages = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Each must be served by one of the queues chosen above.",
+    )
+
+    class Meta:
+        model = Counselor
+        fields = ("display_name", "queues", "languages")
+        help_texts = {"queues": "The queues whose customers this counselor may be given."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["languages"].choices = [(code, code) for code in queue_languages()]
+
+    def clean(self):
+        data = super().clean()
+        if "queues" in data and "languages" in data:
+            try:
+                counselors.counselor_skills_check(queues=list(data["queues"]), languages=data["languages"])
+            except DomainError as exc:
+                field = exc.extra.get("field", "languages")
+                self.add_error(field, exc.detail.removeprefix(f"{field}: "))
+        return data
+
+
 class CounselorEventInline(admin.TabularInline):
     model = CounselorEvent
     extra = 0
@@ -45,8 +76,10 @@ class CounselorEventInline(admin.TabularInline):
 
 @admin.register(Counselor)
 class CounselorAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "username", "status", "status_changed_at", "is_active")
-    list_filter = ("status", "user__is_active")
+    form = CounselorSkillsForm
+    list_display = ("__str__", "username", "status", "serves", "languages_served", "status_changed_at", "is_active")
+    list_filter = ("status", "queues", "user__is_active")
+    filter_horizontal = ("queues",)
     search_fields = ("user__username", "display_name", "counselor_id")
     readonly_fields = ("counselor_id", "status", "status_changed_at", "lease_expires_at")
     actions = ["activate", "deactivate"]
@@ -55,6 +88,17 @@ class CounselorAdmin(admin.ModelAdmin):
     @admin.display(ordering="user__username")
     def username(self, obj):
         return obj.user.get_username()
+
+    @admin.display(description="queues")
+    def serves(self, obj):
+        return ", ".join(sorted(q.queue_id for q in obj.queues.all())) or "—"
+
+    @admin.display(description="languages")
+    def languages_served(self, obj):
+        return ", ".join(obj.languages or ()) or "—"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user").prefetch_related("queues")
 
     @admin.display(boolean=True, ordering="user__is_active")
     def is_active(self, obj):
@@ -68,14 +112,26 @@ class CounselorAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("username", "password", "display_name")
-        return ("counselor_id", "display_name", "status", "status_changed_at", "lease_expires_at")
+        return (
+            "counselor_id",
+            "display_name",
+            "queues",
+            "languages",
+            "status",
+            "status_changed_at",
+            "lease_expires_at",
+        )
 
     def get_inlines(self, request, obj):
         return self.inlines if obj else []
 
     def save_model(self, request, obj, form, change):
         if change:
-            return super().save_model(request, obj, form, change)
+            # The name only: the status has one writer (the matcher may have
+            # changed it since this page was loaded) and the skills go through
+            # their service in save_related.
+            obj.save(update_fields=["display_name"])
+            return
         created = counselors.counselor_create(
             username=form.cleaned_data["username"],
             password=form.cleaned_data["password"],
@@ -85,8 +141,18 @@ class CounselorAdmin(admin.ModelAdmin):
         obj._state.adding = False
 
     def save_related(self, request, form, formsets, change):
-        if change:
-            super().save_related(request, form, formsets, change)
+        if not change:
+            return
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+        if {"queues", "languages"} & set(form.changed_data):
+            # The same service as PATCH /api/admin/counselors/{id}: the dashboard hears SKILLS, the matcher looks again.
+            counselors.counselor_skills_change(
+                counselor_id=form.instance.counselor_id,
+                queue_ids=[queue.queue_id for queue in form.cleaned_data["queues"]],
+                languages=form.cleaned_data["languages"],
+                actor=f"admin:{request.user.get_username()}",
+            )
 
     @admin.action(description="Activate selected counselors")
     def activate(self, request, queryset):

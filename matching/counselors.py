@@ -148,47 +148,71 @@ def counselor_create(*, username: str, password: str | None, display_name: str =
     return counselor
 
 
+def _skills_error(field: str, detail: str, code: str = "invalid_skills") -> DomainError:
+    return DomainError(f"{field}: {detail}", code=code, extra={"field": field})
+
+
 def _skills_clean(body: object) -> dict:
-    if not isinstance(body, dict) or not body or not set(body) <= {"queues", "languages"}:
-        raise DomainError("expected {queues?: [queueId, …], languages?: [code, …]}", code="invalid_skills")
+    if not isinstance(body, dict) or not body:
+        raise _skills_error("body", "expected {queues?: [queueId, …], languages?: [code, …]}")
+    unknown = sorted(set(body) - {"queues", "languages"})
+    if unknown:
+        raise _skills_error(unknown[0], "unknown field; expected queues and/or languages")
     for name in body:
         value = body[name]
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise DomainError(f"{name}: expected a list of strings", code="invalid_skills", extra={"field": name})
+            raise _skills_error(name, "expected a list of strings")
         if len(set(value)) != len(value):
-            raise DomainError(f"{name}: an entry is listed twice", code="invalid_skills", extra={"field": name})
+            raise _skills_error(name, "an entry is listed twice")
     return body
+
+
+def counselor_skills_check(*, queues: list[Queue], languages: list[str]) -> None:
+    """Refuse a language that none of ``queues`` serves (the REST API and the admin form ask the same).
+
+    A language nobody could bring would only make a counselor look on duty
+    for a line it can never take.
+    """
+    served = {code for queue in queues for code in queue.languages}
+    strays = [code for code in languages if code not in served]
+    if strays:
+        raise _skills_error(
+            "languages", f"none of this counselor's queues serves {strays[0]!r}", code="unsupported_language"
+        )
 
 
 @transaction.atomic(durable=True)
 def counselor_skills_set(*, counselor_id: str, body: object, actor: str) -> Counselor:
-    """Set the queues and languages a counselor serves (either or both); the matcher looks again.
-
-    Every queue must exist, and every language must be served by one of the
-    counselor's queues: a language nobody could bring would only make a
-    counselor look on duty for a line it can never take.
-    """
+    """Set the queues and languages a counselor serves (either or both, from a PATCH body)."""
     skills = _skills_clean(body)
+    return counselor_skills_change(
+        counselor_id=counselor_id, queue_ids=skills.get("queues"), languages=skills.get("languages"), actor=actor
+    )
+
+
+# Not durable: the Django admin's change view already runs inside a transaction
+# (its save goes through here, so the dashboard and the matcher hear it alike).
+@transaction.atomic
+def counselor_skills_change(
+    *, counselor_id: str, queue_ids: list[str] | None, languages: list[str] | None, actor: str
+) -> Counselor:
+    """Set a counselor's queues and/or languages (None: keep); the dashboard hears SKILLS, the matcher looks again.
+
+    Every queue must exist, and every language must be served by one of the counselor's queues.
+    """
     counselor = Counselor.objects.select_for_update().select_related("user").filter(counselor_id=counselor_id).first()
     if counselor is None:
         raise NotFound(f"no counselor {counselor_id!r}")
-    if "queues" in skills:
-        queues = list(Queue.objects.filter(queue_id__in=skills["queues"]))
-        missing = sorted(set(skills["queues"]) - {q.queue_id for q in queues})
+    if queue_ids is not None:
+        queues = list(Queue.objects.filter(queue_id__in=queue_ids))
+        missing = sorted(set(queue_ids) - {q.queue_id for q in queues})
         if missing:
-            raise DomainError(f"no queue {missing[0]!r}", code="unknown_queue", extra={"field": "queues"})
+            raise _skills_error("queues", f"no queue {missing[0]!r}", code="unknown_queue")
     else:
         queues = list(counselor.queues.all())
-    languages = skills.get("languages", counselor.languages or [])
-    served = {code for queue in queues for code in queue.languages}
-    strays = [code for code in languages if code not in served]
-    if strays:
-        raise DomainError(
-            f"none of this counselor's queues serves {strays[0]!r}",
-            code="unsupported_language",
-            extra={"field": "languages"},
-        )
-    counselor.languages = list(languages)
+    languages = list(counselor.languages or []) if languages is None else list(languages)
+    counselor_skills_check(queues=queues, languages=languages)
+    counselor.languages = languages
     counselor.save(update_fields=["languages"])
     counselor.queues.set(queues)
     publish.to_counselor(counselor.counselor_id, events.counselor_skills(counselor_id=counselor.counselor_id))
@@ -198,7 +222,7 @@ def counselor_skills_set(*, counselor_id: str, body: object, actor: str) -> Coun
         event="counselor.skills",
         counselor_id=counselor.counselor_id,
         queues=sorted(q.queue_id for q in queues),
-        languages=list(languages),
+        languages=languages,
         actor=actor,
     )
     transaction.on_commit(wait_stats_forget)

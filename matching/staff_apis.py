@@ -37,8 +37,8 @@ class CounselorsApi(StaffAPIView):
 
 class CounselorApi(StaffAPIView):
     @extend_schema(responses={200: COUNSELOR, 404: ERROR, **STAFF_ERRORS})
-    def get(self, request, counselor_id: str):
-        return Response(selectors.counselor_profile(counselor=selectors.counselor_by_id(counselor_id=counselor_id)))
+    def get(self, request, counselorId: str):
+        return Response(selectors.counselor_profile(counselor=selectors.counselor_by_id(counselor_id=counselorId)))
 
     @extend_schema(
         request=SkillsIn,
@@ -50,6 +50,6 @@ class CounselorApi(StaffAPIView):
         },
         description="Set the queues and languages a counselor serves; the matcher looks again at once.",
     )
-    def patch(self, request, counselor_id: str):
-        counselor = counselors.counselor_skills_set(counselor_id=counselor_id, body=request.data, actor=actor(request))
+    def patch(self, request, counselorId: str):
+        counselor = counselors.counselor_skills_set(counselor_id=counselorId, body=request.data, actor=actor(request))
         return Response(selectors.counselor_profile(counselor=counselor))

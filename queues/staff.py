@@ -63,19 +63,7 @@ def queue_overflow_check(*, values: dict) -> None:
 @transaction.atomic(durable=True)
 def queue_create(*, body: object, actor: str) -> Queue:
     """Create a queue from the staff body; 409 ``queue_exists`` if its id is taken."""
-    fields = queue_config_clean(body, partial=False)
-    queue = Queue(**fields)
-    queue_overflow_check(values=_values(queue))
-    if Queue.objects.filter(pk=queue.queue_id).exists():
-        raise Conflict(f"queue {queue.queue_id!r} already exists", code="queue_exists")
-    try:
-        with transaction.atomic():
-            queue.save(force_insert=True)
-    except IntegrityError:
-        raise Conflict(f"queue {queue.queue_id!r} already exists", code="queue_exists") from None
-    queue_changed(reason="queue_configured", queue_ids=[queue.queue_id])
-    event_on_commit(log, "queue created", event="queue.created", queue_id=queue.queue_id, actor=actor)
-    return queue
+    return queue_store(fields=queue_config_clean(body, partial=False), actor=actor, create=True)
 
 
 @transaction.atomic(durable=True)
@@ -84,36 +72,79 @@ def queue_update(*, queue_id: str, body: object, actor: str) -> Queue:
     fields = queue_config_clean(body, partial=True)
     if fields.get("queue_id", queue_id) != queue_id:
         raise ConfigError("queueId", "a queue's id cannot change; create a new queue instead")
-    queue = Queue.objects.select_for_update().filter(pk=queue_id).first()
-    if queue is None:
-        raise NotFound(f"no queue {queue_id!r}")
-    for name, value in fields.items():
-        setattr(queue, name, value)
+    return queue_store(fields={**fields, "queue_id": queue_id}, actor=actor, create=False)
+
+
+# Not durable: the Django admin's views already run inside a transaction. The
+# REST API reaches it through the durable queue_create / queue_update.
+@transaction.atomic
+def queue_store(*, fields: dict, actor: str, create: bool) -> Queue:
+    """Create a queue, or change the given settings of one, from cleaned fields; publish the change.
+
+    ``fields`` comes from ``queue_config_clean`` and carries ``queue_id``.
+    Customers already waiting keep their registration and their place: only
+    the queue's row changes, and the hub re-reads the queue's order.
+    """
+    queue_id = fields["queue_id"]
+    if create:
+        queue = Queue(**fields)
+    else:
+        queue = Queue.objects.select_for_update().filter(pk=queue_id).first()
+        if queue is None:
+            raise NotFound(f"no queue {queue_id!r}")
+        for name, value in fields.items():
+            setattr(queue, name, value)
     queue_overflow_check(values=_values(queue))
-    queue.save()
+    if create:
+        _queue_insert(queue)
+    else:
+        queue.save()
     queue_changed(reason="queue_configured", queue_ids=[queue_id])
-    event_on_commit(
-        log, "queue configured", event="queue.configured", queue_id=queue_id, actor=actor, fields=sorted(fields)
-    )
+    what = ("queue created", "queue.created") if create else ("queue configured", "queue.configured")
+    event_on_commit(log, what[0], event=what[1], queue_id=queue_id, actor=actor, fields=sorted(fields))
     return queue
+
+
+def _queue_insert(queue: Queue) -> None:
+    if Queue.objects.filter(pk=queue.queue_id).exists():
+        raise Conflict(f"queue {queue.queue_id!r} already exists", code="queue_exists")
+    try:
+        with transaction.atomic():
+            queue.save(force_insert=True)
+    except IntegrityError:  # a concurrent create took the id between the check and the insert
+        raise Conflict(f"queue {queue.queue_id!r} already exists", code="queue_exists") from None
+
+
+def queue_delete_refusal(*, queue: Queue) -> DomainError | None:
+    """Return why a queue cannot be deleted, or None (the REST API and the admin ask the same)."""
+    if queue.queue_id == DEFAULT_QUEUE_ID:
+        return Conflict("the default queue takes every join without a queueId", code="default_queue")
+    feeders = sorted(Queue.objects.filter(overflow_queue=queue).values_list("queue_id", flat=True))
+    if feeders:
+        return Conflict(f"{', '.join(feeders)} overflow into this queue", code="queue_in_use")
+    visits = Registration.objects.filter(queue=queue)
+    if visits.filter(status__in=Registration.ACTIVE).exists():
+        return Conflict("customers are waiting or in a call in this queue", code="queue_in_use")
+    if visits.exists():
+        # The visits' history names the queue: keep it, and stop new joins instead.
+        return Conflict("this queue has past visits; close it with hours: [] instead", code="queue_has_history")
+    return None
 
 
 @transaction.atomic(durable=True)
 def queue_delete(*, queue_id: str, actor: str) -> None:
     """Delete a queue nobody has used; one with history is closed instead (``hours: []``)."""
+    queue_remove(queue_id=queue_id, actor=actor)
+
+
+# Not durable, for the Django admin (see queue_store).
+@transaction.atomic
+def queue_remove(*, queue_id: str, actor: str) -> None:
     queue = Queue.objects.select_for_update().filter(pk=queue_id).first()
     if queue is None:
         raise NotFound(f"no queue {queue_id!r}")
-    if queue_id == DEFAULT_QUEUE_ID:
-        raise Conflict("the default queue takes every join without a queueId", code="default_queue")
-    feeders = sorted(Queue.objects.filter(overflow_queue=queue).values_list("queue_id", flat=True))
-    if feeders:
-        raise Conflict(f"{', '.join(feeders)} overflow into this queue", code="queue_in_use")
-    visits = Registration.objects.filter(queue=queue)
-    if visits.filter(status__in=Registration.ACTIVE).exists():
-        raise Conflict("customers are waiting or in a call in this queue", code="queue_in_use")
-    if visits.exists():
-        # The visits' history names the queue: keep it, and stop new joins instead.
-        raise Conflict("this queue has past visits; close it with hours: [] instead", code="queue_has_history")
+    refusal = queue_delete_refusal(queue=queue)
+    if refusal is not None:
+        raise refusal
     queue.delete()
     event_on_commit(log, "queue deleted", event="queue.deleted", queue_id=queue_id, actor=actor)

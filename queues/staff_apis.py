@@ -79,16 +79,16 @@ class QueuesApi(StaffAPIView):
 
 class QueueApi(StaffAPIView):
     @extend_schema(responses={200: QueueConfig, 404: ERROR, **STAFF_ERRORS})
-    def get(self, request, queue_id: str):
-        return Response(selectors.queue_body(selectors.queue_by_id(queue_id=queue_id)))
+    def get(self, request, queueId: str):
+        return Response(selectors.queue_body(selectors.queue_by_id(queue_id=queueId)))
 
     @extend_schema(
         request=QueueConfigPatch,
         responses={200: QueueConfig, 400: INVALID, 404: ERROR, **STAFF_ERRORS},
         description="Change the settings given; the others stay. Customers already waiting keep their place.",
     )
-    def patch(self, request, queue_id: str):
-        queue = staff.queue_update(queue_id=queue_id, body=request.data, actor=actor(request))
+    def patch(self, request, queueId: str):
+        queue = staff.queue_update(queue_id=queueId, body=request.data, actor=actor(request))
         return Response(selectors.queue_body(queue))
 
     @extend_schema(
@@ -101,6 +101,6 @@ class QueueApi(StaffAPIView):
         },
         description="Delete a queue that never had a visit. A used queue is closed instead.",
     )
-    def delete(self, request, queue_id: str):
-        staff.queue_delete(queue_id=queue_id, actor=actor(request))
+    def delete(self, request, queueId: str):
+        staff.queue_delete(queue_id=queueId, actor=actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -61,8 +61,15 @@ function tickWrapUp() {
     seconds > 0 ? format(strings["wrapup.left"], { time: durationText(seconds) }) : strings["wrapup.over"];
 }
 
+/** The counselor's queues in the service's order (the order of config.queueNames), unknown ones last. */
+function ordered(queueIds) {
+  const order = Object.keys(config.queueNames ?? {});
+  const rank = (id) => (order.includes(id) ? order.indexOf(id) : order.length);
+  return [...queueIds].sort((a, b) => rank(a) - rank(b));
+}
+
 function renderProfile(counselor) {
-  myQueues = counselor.queues ?? null;
+  myQueues = counselor.queues ? ordered(counselor.queues) : null;
   const names = (myQueues ?? []).map((id) => config.queueNames?.[id] ?? id);
   const languages = (counselor.languages ?? []).map((code) => config.languageNames?.[code] ?? code);
   $("skills-line").textContent = names.length
@@ -72,8 +79,13 @@ function renderProfile(counselor) {
 
 function renderQueue(body) {
   if (typeof body.version === "number" && body.version < queue.version) return;
-  // The counselor's own queues count; the service's total only until the profile is known.
-  const mine = (body.queues ?? []).filter((line) => myQueues === null || myQueues.includes(line.queueId));
+  // The counselor's own queues count, each one shown even while nobody waits in it;
+  // the service's total only until the profile is known.
+  const lines = new Map((body.queues ?? []).map((line) => [line.queueId, line]));
+  const mine =
+    myQueues === null
+      ? [...lines.values()]
+      : myQueues.map((queueId) => lines.get(queueId) ?? { queueId, waiting: 0, longestWaitSeconds: null });
   const heads = mine.map((line) => line.longestWaitSeconds).filter((s) => s !== null && s !== undefined);
   const own = body.queues && myQueues !== null;
   queue = {
@@ -97,10 +109,16 @@ function renderLines() {
   for (const line of queue.queues) {
     const row = body.insertRow();
     row.dataset.queueId = line.queueId;
+    row.dataset.waiting = String(line.waiting);
     row.insertCell().textContent = config.queueNames?.[line.queueId] ?? line.queueId;
     row.insertCell().textContent = String(line.waiting);
     row.insertCell().className = "longest";
   }
+}
+
+function longestLine() {
+  const waited = queue.queues.filter((line) => line.longestWaitSeconds !== null && line.longestWaitSeconds !== undefined);
+  return waited.length < 2 ? null : waited.reduce((a, b) => (b.longestWaitSeconds > a.longestWaitSeconds ? b : a));
 }
 
 function waitText(seconds) {
@@ -115,8 +133,11 @@ function tickQueue() {
   const longest = (base) => (base === null || base === undefined ? null : base + grown);
   $("queue-longest").textContent = waitText(longest(queue.longestWaitSeconds));
   queue.queues.forEach((line, index) => {
-    const cell = $("queue-lines-body").rows[index]?.querySelector(".longest");
+    const row = $("queue-lines-body").rows[index];
+    const cell = row?.querySelector(".longest");
     if (cell) cell.textContent = waitText(longest(line.longestWaitSeconds));
+    // Point at the line whose first customer has waited longest (ties: the first such line).
+    row?.classList.toggle("is-longest", line === longestLine());
   });
   tickWrapUp();
 }
@@ -370,6 +391,7 @@ function wire() {
   for (const button of document.querySelectorAll("#status-buttons .segment")) {
     button.addEventListener("click", guarded(button, () => setStatus(button.dataset.status)));
   }
+  $("wrap-up-ready").addEventListener("click", guarded($("wrap-up-ready"), () => setStatus("AVAILABLE")));
   $("alerts-button").addEventListener("click", enableAlerts);
   $("join-call-button").addEventListener("click", startCall);
   $("complete-button").addEventListener("click", guarded($("complete-button"), complete));
