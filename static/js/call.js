@@ -6,7 +6,13 @@
 
 const CONNECT_TIMEOUT_MS = 10000;
 
-export class CallUnreachable extends Error {}
+/** The call server could not be reached; ``reason`` is what HearO is told: "unreachable" or "timeout". */
+export class CallUnreachable extends Error {
+  constructor(message, reason = "unreachable") {
+    super(message);
+    this.reason = reason;
+  }
+}
 
 let loading = null;
 
@@ -28,7 +34,7 @@ function loadLivekit(src) {
 function withTimeout(promise, ms) {
   let timer;
   const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new CallUnreachable("timeout")), ms);
+    timer = setTimeout(() => reject(new CallUnreachable("timeout", "timeout")), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -36,33 +42,45 @@ function withTimeout(promise, ms) {
 /**
  * Join the caller's call; resolve with the connected Room.
  *
+ * When the call server cannot be reached, ``fail`` tells HearO so (POST
+ * /api/matches/{id}/call-failed) before the CallUnreachable is thrown, so the
+ * match ends as call_failed instead of waiting for a no-show nobody caused.
+ *
  * @param {object} options
  * @param {() => Promise<{url, token, roomName, identity}>} options.grant  POST /api/livekit/token
  * @param {() => Promise<void>} options.confirm  POST /api/matches/{id}/joined
+ * @param {(reason: string) => Promise<void>} [options.fail]  POST /api/matches/{id}/call-failed
  * @param {string} options.livekitUrl    the configured server, when the grant names none
  * @param {string} options.livekitScript the UMD bundle's URL
  * @param {(step: string) => void} options.onStep  "fetching", "connecting", "joined"
+ * @param {() => void} [options.onDisconnected]  the room dropped after joining (network, server)
  * @param {HTMLElement} options.audioHost where remote audio elements go
  */
-export async function joinCall({ grant, confirm, livekitUrl, livekitScript, onStep, audioHost }) {
+export async function joinCall({ grant, confirm, fail, livekitUrl, livekitScript, onStep, onDisconnected, audioHost }) {
   onStep("fetching");
   const access = await grant();
   onStep("connecting");
-  const LK = await loadLivekit(livekitScript);
-  const room = new LK.Room({ adaptiveStream: true, dynacast: true });
-  room.on(LK.RoomEvent.TrackSubscribed, (track) => {
-    if (track.kind === "audio") audioHost.append(track.attach());
-  });
-  room.on(LK.RoomEvent.TrackUnsubscribed, (track) => track.detach().forEach((el) => el.remove()));
+  let room;
   try {
+    const LK = await loadLivekit(livekitScript);
+    room = new LK.Room({ adaptiveStream: true, dynacast: true });
+    room.on(LK.RoomEvent.TrackSubscribed, (track) => {
+      if (track.kind === "audio") audioHost.append(track.attach());
+    });
+    room.on(LK.RoomEvent.TrackUnsubscribed, (track) => track.detach().forEach((el) => el.remove()));
     await withTimeout(room.connect(access.url || livekitUrl, access.token), CONNECT_TIMEOUT_MS);
   } catch (error) {
-    Promise.resolve(room.disconnect()).catch(() => {});
-    throw error instanceof CallUnreachable ? error : new CallUnreachable(String(error?.message ?? error));
+    if (room) Promise.resolve(room.disconnect()).catch(() => {});
+    const unreachable =
+      error instanceof CallUnreachable ? error : new CallUnreachable(String(error?.message ?? error));
+    // Tell HearO before giving up; if that fails too, the join deadline still ends the match.
+    if (fail) await fail(unreachable.reason).catch(() => {});
+    throw unreachable;
   }
   // Without a microphone (or permission) the customer can still listen.
   await room.localParticipant.setMicrophoneEnabled(true).catch(() => {});
   await confirm();
+  if (onDisconnected) room.on("disconnected", () => onDisconnected());
   onStep("joined");
   return room;
 }
