@@ -83,7 +83,12 @@ def queue_for_join(*, queue_id: str | None) -> Queue:
     wanted = queue_id or DEFAULT_QUEUE_ID
     if wanted == DEFAULT_QUEUE_ID:
         queue_default()
-    queue = Queue.objects.select_for_update().filter(queue_id=wanted).first()
+    # FOR NO KEY UPDATE: joins to one queue still wait for each other (the cap
+    # is counted under this lock), but the matcher's overflow into this queue,
+    # whose deferred foreign-key check takes FOR KEY SHARE on this row at
+    # COMMIT (after it locked the queue version row), is not blocked. A plain
+    # FOR UPDATE closed a circle with the version row: a deadlock (the soak).
+    queue = Queue.objects.select_for_update(no_key=True).filter(queue_id=wanted).first()
     if queue is None:
         raise DomainError(f"no queue {wanted!r}", code="unknown_queue")
     return queue

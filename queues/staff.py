@@ -89,7 +89,9 @@ def queue_store(*, fields: dict, actor: str, create: bool) -> Queue:
     if create:
         queue = Queue(**fields)
     else:
-        queue = Queue.objects.select_for_update().filter(pk=queue_id).first()
+        # No key update: an overflow's deferred FK check into this queue must not
+        # wait on us while we wait for the version row it holds (see queue_for_join).
+        queue = Queue.objects.select_for_update(no_key=True).filter(pk=queue_id).first()
         if queue is None:
             raise NotFound(f"no queue {queue_id!r}")
         for name, value in fields.items():
