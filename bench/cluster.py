@@ -18,7 +18,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-BENCH_DB = "hearo_bench"
+# HEARO_BENCH_DB: another name, so a second checkout can run the suite beside this one.
+BENCH_DB = os.environ.get("HEARO_BENCH_DB", "hearo_bench")
 PG_ADMIN = "postgresql://root@127.0.0.1:5432/postgres"
 
 

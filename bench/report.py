@@ -81,6 +81,7 @@ def fanout_section(results: dict) -> str:
         out.append(_split_rows(fan, n))
         out.append(_redis_rows(fan, n))
         out.append(_node_times(fan, n))
+    out.append(lines_section(fan))
     poll = results.get("polling")
     if poll and not error_of(poll):
         load, st = poll["load"], poll["staleness"]
@@ -224,6 +225,76 @@ def _node_times(fan: dict, n: int) -> str:
         f"socket), mean per change: node A {fmt(a, ' ms')}, node B {fmt(b, ' ms')}. Connecting and "
         f"subscribing all {n:,} clients took {r['connect_s']} s.\n"
     )
+
+
+def lines_section(fan: dict) -> str:
+    """3 queues x 2 languages beside one queue at the same N, in the same cluster (issue #13)."""
+    out = []
+    for n in sorted(fan.get("hub_lines", {}), key=int):
+        one, six = fan.get("hub", {}).get(n), fan["hub_lines"][n]
+        out.append(f"\n### 3 queues x 2 languages beside one queue (hub, N = {int(n):,})\n\n{LINES_METHOD}")
+        if error_of(six):
+            out.append(f"3 queues x 2 languages: **failed**: {error_of(six)}\n")
+            continue
+        rows = [_lines_row("one queue, one language", one, one), _lines_row("3 queues x 2 languages", six, one)]
+        out.append(table(LINES_HEADER, rows))
+        kinds = [
+            [label, kind, *_kind_cells(r, kind)]
+            for label, r in (("one queue", one), ("3 x 2", six))
+            if r and not error_of(r)
+            for kind in ("cancel", "burst")
+        ]
+        out.append("\nBy kind of change:\n\n" + table(["lines", "change", "n", "p50", "p99", "affected"], kinds))
+        spread = six.get("lines_per_burst") or []
+        per_line = ", ".join(f"{line} {count:,}" for line, count in six.get("lines", {}).items())
+        out.append(
+            f"\nClients left per line at the end: {per_line}. Lines a burst touched: {_span(sorted(spread))}. "
+            f"Connecting all {int(n):,} clients took {six['connect_s']} s.\n"
+        )
+    return "".join(out)
+
+
+LINES_HEADER = [
+    "lines",
+    "changes (complete)",
+    "p50",
+    "p99",
+    "max",
+    "missing",
+    "wrong (final)",
+    "clients affected / change",
+    "PUBLISH per cancel / burst",
+    "p50 ÷ one queue",
+    "p99 ÷ one queue",
+]
+
+
+def _lines_row(label: str, r: dict | None, one: dict | None) -> list:
+    if r is None:
+        return [label, "not run", *["-"] * 9]
+    if error_of(r):
+        return [label, f"failed: {error_of(r)[:80]}", *["-"] * 9]
+    lat = r["all"]["latency_ms"]
+    base = get(one, "all", "latency_ms", default={}) if one and not error_of(one) else {}
+    publishes = [get(r, "redis", kind, "top_level", "broadcast") for kind in ("cancel", "burst")]
+    return [
+        label,
+        f"{r['all']['changes']} ({r['all']['complete']})",
+        fmt(lat["p50"], " ms"),
+        fmt(lat["p99"], " ms"),
+        fmt(lat["max"], " ms"),
+        r["all"]["missing"],
+        r["audit"]["wrong"] + r["audit"]["missing"],
+        r["all"]["affected_mean"],
+        " / ".join(fmt(p) for p in publishes),
+        fmt(ratio(lat["p50"], base.get("p50")), "x"),
+        fmt(ratio(lat["p99"], base.get("p99")), "x"),
+    ]
+
+
+def _kind_cells(r: dict, kind: str) -> list:
+    k = r[kind]
+    return [k["changes"], fmt(k["latency_ms"]["p50"], " ms"), fmt(k["latency_ms"]["p99"], " ms"), k["affected_mean"]]
 
 
 def match_section(results: dict) -> str:
@@ -617,6 +688,16 @@ before the transaction). Latency = t0 → the last client whose rank changed *fi
 whose last rank differs from the truth after a quiet second at the end (the harness's order is also checked against
 the database). The naive design keeps the hub's 30 s safety refresh, which would mask drops given time; the bound
 is shorter than that (10 s). RabbitMQ has no database or HTTP in its path, so it is a lower bound for that design.
+"""
+
+LINES_METHOD = """The same cluster right after the one-queue runs: N customers seeded round robin into six
+lines (general, youth, crisis; Korean and English each; N/6 each, interleaved in time), every client expecting its
+rank in its own line. A cancel (a random customer) moves only those behind it in its line; every 5th change is a
+matcher burst of the 5 earliest arrivals, whichever lines they wait in, in one transaction publishing one queue
+change that names their queues (as the matcher pass does), so each hub re-reads only those queues. Latency,
+*missing* and *wrong* as above; the ratios divide by the one-queue row (fewer clients move per change with six
+lines, so lower is expected).
+
 """
 
 MATCH_METHOD = """Per sample: a customer joins (`POST /api/queue/join`) and subscribes; a counselor (created with

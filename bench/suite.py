@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from bench import profile
 from bench.cluster import cluster
 from bench.context import PHASES, Context, harness_mode
-from bench.scenarios import fanout, heartbeat, match, memory, polling, rabbit
+from bench.scenarios import fanout, heartbeat, lines, match, memory, polling, rabbit
 
 log = logging.getLogger("bench")
 HUB_CAPACITY = 1000  # HearO's own default (HEARO_CHANNEL_CAPACITY)
@@ -34,6 +34,8 @@ class Plan:
     poll_seconds: float
     match_samples: int
     bursts: dict = field(default_factory=lambda: {"burst_every": 5, "burst_size": 5})
+    # N -> changes for the hub with 3 queues x 2 languages (issue #13), run beside the one-queue hub at that N.
+    lines_changes: dict[int, int] = field(default_factory=dict)
 
 
 FULL = Plan(
@@ -50,6 +52,7 @@ FULL = Plan(
     django_rates=(100, 500),
     poll_seconds=10,
     match_samples=10,
+    lines_changes={5000: 20},
 )
 QUICK = Plan(
     sizes=(200,),
@@ -65,6 +68,7 @@ QUICK = Plan(
     django_rates=(500,),
     poll_seconds=3,
     match_samples=3,
+    lines_changes={200: 10},
 )
 
 
@@ -115,6 +119,8 @@ class Suite:
             for n in self.plan.sizes:
                 big = n == max(self.plan.sizes)
                 await self.fanout_step(("fanout", "hub", str(n)), nodes, n, self.plan.hub_changes[n], 10, big)
+            for n, changes in self.plan.lines_changes.items():
+                await self.step(("fanout", "hub_lines", str(n)), self.lines_fanout(nodes, n, changes, 10))
             await self.step(("polling",), self.polling(nodes))
             await self.step(("heartbeat", "fastpath"), self.heartbeat(nodes, fast=True))
 
@@ -127,6 +133,11 @@ class Suite:
                 return result
 
         await self.step(path, go())
+
+    async def lines_fanout(self, nodes, n: int, changes: int, bound: float) -> dict:
+        """The hub with 3 queues x 2 languages, in the same cluster as the one-queue runs just before."""
+        async with lines.lines_room(nodes, n) as (room, http):
+            return await lines.lines_measure(self.ctx, nodes.ports, room, http, self.plan_for(changes, bound))
 
     async def fanout_profile(self, nodes, room, http) -> dict:
         """Sample node A while 8 more changes run (kept out of the latency figures above)."""

@@ -1,15 +1,21 @@
-"""The soak (issue #8): 10,000 random operations against two Daphne nodes and two Celery workers.
+"""The soak (issues #8, #13): 10,000 random operations against two Daphne nodes and two Celery workers.
 
-Customers join, heart-beat, cancel, confirm joins and vanish; counselors flip
-status, heart-beat, confirm and complete; match passes are asked for. Leases
-and join deadlines are a few seconds long, so every kind of timeout happens
-during the run. After every batch of concurrent operations one consistent
-database snapshot must satisfy the invariants; at quiet points (operations
-stopped, workers idle) every subscribed page must show its visit's true state
-and rank. The seed is printed; ``HEARO_SOAK_SEED`` repeats its random draws
-(what they act on still depends on timing). ``HEARO_SOAK_OPERATIONS`` makes a
-shorter run for a quick try: it checks every invariant, but only a full run
-must show that every kind of operation and outcome happened often enough.
+Customers join one of three queues (general, youth, crisis) in Korean or
+English, some of them urgent, heart-beat, cancel, confirm joins and vanish;
+youth customers overflow into general after a few seconds; counselors with
+different skills flip status, heart-beat, confirm and complete, and wrap up
+for a few seconds after a call; match passes are asked for. Leases and join
+deadlines are a few seconds long, so every kind of timeout happens during the
+run. After every batch of concurrent operations one consistent database
+snapshot must satisfy the invariants: no visit lost or duplicated, no
+counselor or visit in two open matches, no skill violation, every visit's
+virtual arrival and every line's order equal to a recomputation from the join
+times. At quiet points (operations stopped, workers idle) every subscribed
+page must show its visit's true state, queue and recomputed rank. The seed is
+printed; ``HEARO_SOAK_SEED`` repeats its random draws (what they act on still
+depends on timing). ``HEARO_SOAK_OPERATIONS`` makes a shorter run for a quick
+try: it checks every invariant, but only a full run must show that every kind
+of operation and outcome happened often enough.
 """
 
 import contextlib
@@ -19,6 +25,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from itertools import pairwise
 
@@ -26,12 +33,16 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from matching.counselors import counselor_skills_set
 from matching.models import Counselor, CounselorEvent, Match
 from matching.tasks import match_pass_task
-from queues.models import QueueState, Registration, RegistrationEvent
+from queues import staff
+from queues.models import Queue, QueueState, Registration, RegistrationEvent
+from queues.selectors import queue_order
+from queues.services import queue_default
 from tests.support.processes import celery_worker, daphne
 from tests.support.soak import ACTIVE, Desk, Op, OpenMatch, RankPage, Soak, View, http
 from tests.test_cluster import counselor_with_token
@@ -44,7 +55,35 @@ QUIET_EVERY = 500  # operations between quiet-point checks
 STILL_SECONDS = 1.5  # how long nothing may change before the system counts as quiet
 # After each batch the histories of visits that ended longer ago are left to the quiet points' full check.
 RECENT_SECONDS = 20
-COUNSELORS = 5
+# The lines (issue #13). Youth overflows into general (Korean stays Korean) well
+# within a lease, general and youth give urgent customers a head start of a few
+# seconds (so they land in the middle of a line), crisis the default ten
+# minutes (ahead of everyone); every call ends in a short wrap-up.
+QUEUES = {
+    "general": {"languages": ["ko", "en"], "urgentHeadStartSeconds": 5, "wrapUpSeconds": 2},
+    "youth": {
+        "languages": ["ko"],
+        "overflowQueueId": "general",
+        "overflowAfterSeconds": 4,
+        "urgentHeadStartSeconds": 10,
+        "wrapUpSeconds": 1,
+    },
+    "crisis": {"languages": ["ko", "en"], "wrapUpSeconds": 3},
+}
+OVERFLOWS = {"youth": "general"}
+# How joins spread over the queues, and how many are urgent in each.
+JOIN_WEIGHTS = {"general": 5, "youth": 3, "crisis": 2}
+URGENT_SHARE = {"general": 0.1, "youth": 0.1, "crisis": 0.5}
+ENGLISH_SHARE = 0.3
+# Counselor soak{n}'s skills: every line is served by two or three of them.
+SKILLS = [
+    {"queues": ["general", "youth"], "languages": ["ko"]},
+    {"queues": ["general"], "languages": ["ko", "en"]},
+    {"queues": ["crisis", "general"], "languages": ["ko", "en"]},
+    {"queues": ["youth", "crisis"], "languages": ["ko"]},
+    {"queues": ["general", "crisis"], "languages": ["en"]},
+]
+COUNSELORS = len(SKILLS)
 # Short enough that leases and join deadlines run out many times in a few minutes.
 SERVER_ENV = {
     "HEARO_LEASE_SECONDS": "6",
@@ -58,6 +97,7 @@ TERMINAL = ("COMPLETED", "CANCELLED", "EXPIRED")
 TRANSITIONS = {
     ("", "WAITING"),
     ("WAITING", "MATCHED"),
+    ("WAITING", "WAITING"),  # an overflow into another queue
     ("WAITING", "CANCELLED"),
     ("WAITING", "EXPIRED"),
     ("MATCHED", "IN_CALL"),
@@ -74,7 +114,8 @@ REQUEUED = {"counselor_no_show", "counselor_lost"}
 AT_LEAST = {
     "join": 600,
     "heartbeat": 1200,
-    "counselor_heartbeat": 100,
+    # Due by the clock (2 s after a desk's last call), and a status click renews it too: 83-203 in full runs.
+    "counselor_heartbeat": 50,
     "cancel": 100,
     "status": 100,
     "match": 150,
@@ -93,19 +134,41 @@ HAPPENED_AT_LEAST = {
     "counselor leases expired": 5,
     "counselors lost mid-match": 3,
     "waiting ranks compared": 50,
+    "urgent joins": 100,
+    "overflows": 50,
+    "wrap-ups over by themselves": 30,
 }
+# Matches each line must get in a full run: every skill is exercised.
+LINE_MATCHES_AT_LEAST = 20
+
+
+@dataclass(frozen=True)
+class Cluster:
+    ports: tuple[int, int]
+    procs: list  # the nodes' and workers' processes, whose logs are read at the end
 
 
 @pytest.fixture
 def cluster(tmp_path, redis_url, postgres):
-    """Two Daphne nodes and two Celery workers (solo pool) on the test database; yield the nodes' ports."""
+    """Two Daphne nodes and two Celery workers (solo pool) on the test database; yield their ports and processes."""
     with contextlib.ExitStack() as stack:
         nodes = [stack.enter_context(daphne(tmp_path, f"soak-node-{n}", **SERVER_ENV)) for n in "ab"]
         workers = [stack.enter_context(celery_worker(tmp_path, f"soak-worker-{n}", **SERVER_ENV)) for n in "12"]
+        procs = [proc for _, proc in nodes] + workers
         try:
-            yield tuple(port for port, _ in nodes)
+            yield Cluster(ports=tuple(port for port, _ in nodes), procs=procs)
         finally:
-            print_trouble([proc for _, proc in nodes] + workers)
+            print_trouble(procs)
+
+
+def server_errors(procs) -> list[str]:
+    """Return the errors the servers logged: a failed matcher pass (a deadlock, say) is retried, but it is a bug."""
+    return [
+        f"{proc.log_path.name}: {line[:400]}"
+        for proc in procs
+        for line in proc.output().splitlines()
+        if " ERROR " in line or line.startswith("Traceback")
+    ]
 
 
 def print_trouble(procs) -> None:
@@ -137,7 +200,8 @@ def read_view() -> View:
     matches = Match.objects.filter(ended_at__isnull=True).values_list(
         "id", "registration_id", "counselor_id", "customer_joined_at", "counselor_joined_at"
     )
-    waiting = registrations.filter(status="WAITING").order_by("enqueued_at", "id")
+    # In time across every line: the planner lets customers in the back half vanish.
+    waiting = registrations.filter(status="WAITING").order_by("virtual_arrival", "id")
     return View(
         registrations={r: (c, s) for r, c, s in registrations.values_list("id", "customer_id", "status")},
         matches=[OpenMatch(m, r, c, cj is not None, sj is not None) for m, r, c, cj, sj in matches],
@@ -246,23 +310,132 @@ def counselor_history_problems(*, full: bool) -> list[str]:
     ]
 
 
-def checked_view(*, full: bool = False) -> tuple[View, list[str]]:
+def joined_queue(queue_id: str, overflowed: bool) -> str:
+    """Return the queue a visit joined: where it is, or the queue that overflowed into it (one step here)."""
+    return {target: source for source, target in OVERFLOWS.items()}[queue_id] if overflowed else queue_id
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What the soak configured, as the database holds it: each queue's head start, each counselor's skills."""
+
+    head_start: dict[str, int]
+    skills: dict[int, tuple[frozenset[str], frozenset[str]]]  # counselor pk -> (queues, languages)
+
+    def serves(self, counselor_pk: int, line: tuple[str, str]) -> bool:
+        queues, languages = self.skills[counselor_pk]
+        return line[0] in queues and line[1] in languages
+
+
+def routing_read() -> Routing:
+    """Read the configuration once (it does not change during the run): the checks after each batch stay cheap."""
+    queues: dict[int, set[str]] = {}
+    for pk, queue_id in Counselor.queues.through.objects.values_list("counselor_id", "queue_id"):
+        queues.setdefault(pk, set()).add(queue_id)
+    return Routing(
+        head_start=dict(Queue.objects.values_list("queue_id", "urgent_head_start_seconds")),
+        skills={
+            pk: (frozenset(queues.get(pk, ())), frozenset(languages or ()))
+            for pk, languages in Counselor.objects.values_list("id", "languages")
+        },
+    )
+
+
+def order_problems(routing: Routing) -> tuple[list[str], dict[int, tuple[str, str]], dict[int, tuple[str, int]]]:
+    """Recompute each active visit's virtual arrival and each line's order.
+
+    Virtual arrival = the join time, less the joined queue's head start if
+    urgent (kept by requeues and overflows); rank = 1 + the WAITING visits of
+    the same queue and language ahead in (virtual arrival, id) order. The
+    recomputed lines must be the ones the rank hub reads (``queue_order``).
+    Return the problems, each active visit's line and each WAITING visit's
+    (queue, recomputed rank).
+    """
+    overflowed = Exists(RegistrationEvent.objects.filter(registration=OuterRef("pk"), reason="overflow"))
+    fields = ("id", "status", "queue_id", "language", "urgent", "enqueued_at", "virtual_arrival", "overflowed")
+    active = Registration.objects.filter(status__in=ACTIVE).annotate(overflowed=overflowed).values_list(*fields)
+    problems, visits, lines = [], {}, {}
+    for reg_id, status, queue_id, language, urgent, enqueued_at, stored, moved in active:
+        joined = joined_queue(queue_id, moved)
+        arrival = enqueued_at - timedelta(seconds=routing.head_start[joined] if urgent else 0)
+        if stored != arrival:
+            problems.append(f"visit {reg_id} ({joined}, urgent={urgent}): virtual arrival {stored}, expected {arrival}")
+        visits[reg_id] = (queue_id, language)
+        if status == "WAITING":
+            lines.setdefault((queue_id, language), []).append((arrival, reg_id))
+    expected = {line: [reg_id for _, reg_id in sorted(waiting)] for line, waiting in lines.items()}
+    read = queue_order().lines
+    problems += [
+        f"line {line}: the hub reads {read.get(line, [])[:8]}…, recomputed {expected.get(line, [])[:8]}…"
+        for line in set(read) | set(expected)
+        if read.get(line, []) != expected.get(line, [])
+    ]
+    ranks = {reg_id: (line[0], n) for line, ids in expected.items() for n, reg_id in enumerate(ids, start=1)}
+    return problems, visits, ranks
+
+
+def skill_problems(view: View, visits: dict[int, tuple[str, str]], routing: Routing) -> list[str]:
+    """Each open match pairs a counselor with a visit of a line it serves (a matched visit does not move)."""
+    return [
+        f"match {m.id}: counselor {m.counselor_pk} {routing.skills[m.counselor_pk]} got visit {m.registration_id} "
+        f"of {visits[m.registration_id]}"
+        for m in view.matches
+        if not routing.serves(m.counselor_pk, visits[m.registration_id])
+    ]
+
+
+def every_match_skill_problems(routing: Routing) -> list[str]:
+    """Every match ever made paired a counselor with a visit of a line it served then."""
+    overflowed_at = dict(RegistrationEvent.objects.filter(reason="overflow").values_list("registration_id", "at"))
+    fields = ("id", "counselor_id", "created_at", "registration_id", "registration__queue_id", "registration__language")
+    problems = []
+    for match_id, pk, made_at, reg_id, queue_id, language in Match.objects.values_list(*fields):
+        # A visit requeued after this match may have overflowed since (keeping Korean): the line it had then.
+        line = (joined_queue(queue_id, overflowed_at.get(reg_id, made_at) > made_at), language)
+        if not routing.serves(pk, line):
+            problems.append(f"match {match_id}: counselor {pk} {routing.skills[pk]} got visit {reg_id} of {line}")
+    return problems
+
+
+def registration_problems(soak: Soak, *, full: bool) -> list[str]:
+    """No lost or duplicated visit: one per successful join, and (in full) each the soak holds is its customer's."""
+    joined, visits = soak.outcomes[("join", "ok")], Registration.objects.count()
+    problems = [f"{joined} joins succeeded but {visits} visits exist"] if joined != visits else []
+    if not full:
+        return problems
+    owners = dict(Registration.objects.filter(id__in=soak.by_registration()).values_list("id", "customer__customer_id"))
+    return problems + [
+        f"customer {c.customer_id}'s visit {c.registration_id} is {owners.get(c.registration_id, 'missing')}"
+        for c in soak.customers
+        if owners.get(c.registration_id) != c.customer_id
+    ]
+
+
+def checked_view(soak: Soak, routing: Routing, *, full: bool = False) -> tuple[View, list[str]]:
     """Return the planner's view and every broken invariant, from one snapshot."""
     with snapshot():
         view = read_view()
         since = None if full else timezone.now() - timedelta(seconds=RECENT_SECONDS)
         problems = pairing_problems(view) + history_problems(since=since) + counselor_history_problems(full=full)
+        order, visits, _ = order_problems(routing)
+        problems += order + skill_problems(view, visits, routing) + registration_problems(soak, full=full)
+        if full:
+            problems += every_match_skill_problems(routing)
     return view, problems
 
 
 # --- what the pages show --------------------------------------------------------------
 
 
-def page_problems(pages: list[RankPage], view: View, statuses: dict[int, str]) -> tuple[dict[int, str], int]:
-    """Compare pages with the truth; return the mismatches by visit and how many waiting ranks were right."""
-    rank = {registration: n for n, registration in enumerate(view.waiting, start=1)}
+def page_problems(
+    pages: list[RankPage], view: View, statuses: dict[int, str], ranks: dict[int, tuple[str, int]]
+) -> tuple[dict[int, str], int]:
+    """Compare pages with the truth; return the mismatches by visit and how many waiting ranks were right.
+
+    ``ranks``: each WAITING visit's queue and its rank recomputed from virtual arrival.
+    """
     open_match = {m.registration_id: m.id for m in view.matches}
-    problems, ranks = {}, 0
+    problems, right = {}, 0
     for page in pages:
         registration, shown = page.registration_id, page.shown or {}
         status = statuses[registration]
@@ -270,13 +443,16 @@ def page_problems(pages: list[RankPage], view: View, statuses: dict[int, str]) -
             problems[registration] = page.problem
         elif shown.get("status") != status:
             problems[registration] = f"shows {shown.get('status')} but the visit is {status}"
-        elif status == "WAITING" and shown["rank"] != rank[registration]:
-            problems[registration] = f"shows rank {shown['rank']}, true rank {rank[registration]}"
+        elif status == "WAITING" and (shown.get("queueId"), shown["rank"]) != ranks[registration]:
+            queue_id, rank = ranks[registration]
+            problems[registration] = (
+                f"shows rank {shown['rank']} in {shown.get('queueId')}, true rank {rank} in {queue_id}"
+            )
         elif status in ("MATCHED", "IN_CALL") and shown.get("matchId") != open_match[registration]:
             problems[registration] = f"shows match {shown.get('matchId')}, the open one is {open_match[registration]}"
         else:
-            ranks += status == "WAITING"
-    return problems, ranks
+            right += status == "WAITING"
+    return problems, right
 
 
 def statuses_of(pages: list[RankPage]) -> dict[int, str]:
@@ -294,7 +470,9 @@ def passes_queued(broker: redis.Redis) -> bool:
     return broker.llen("celery") > 0
 
 
-def settle_and_compare(soak: Soak, pool: ThreadPoolExecutor, broker: redis.Redis, timeout: float = 30) -> int:
+def settle_and_compare(
+    soak: Soak, routing: Routing, pool: ThreadPoolExecutor, broker: redis.Redis, timeout: float = 30
+) -> int:
     """Stop operating, keep the live pages beating, wait until nothing moves, then compare every page.
 
     Return how many waiting ranks were compared.
@@ -305,15 +483,15 @@ def settle_and_compare(soak: Soak, pool: ThreadPoolExecutor, broker: redis.Redis
     while True:
         pages = [c.page for c in soak.with_pages()]
         with snapshot():
-            view, statuses = read_view(), statuses_of(pages)
+            view, statuses, (*_, ranks) = read_view(), statuses_of(pages), order_problems(routing)
         surprises = soak.record(list(pool.map(Op.run, soak.keep_alive(view))), count=False)
         assert not surprises, f"seed {soak.seed}, keeping pages alive:\n" + "\n".join(surprises)
         now = (view.version, frozenset(view.registrations.items()), frozenset(view.matches))
         if now != signature or passes_queued(broker):
             signature, still_since = now, time.monotonic()
-        problems, ranks = page_problems(pages, view, statuses)
+        problems, compared = page_problems(pages, view, statuses, ranks)
         if not problems and time.monotonic() - still_since >= STILL_SECONDS:
-            return ranks
+            return compared
         if time.monotonic() > deadline:
             pytest.fail(f"seed {soak.seed}: pages disagree once quiet:" + explain(pages, problems))
         time.sleep(0.2)
@@ -332,7 +510,7 @@ def retire_pages(soak: Soak, view: View, linger: float = 3.0) -> None:
             if now - page.gone_since >= linger and (page.shown or {}).get("status") in TERMINAL:
                 due.append(customer)
     pages = [c.page for c in due]
-    problems, _ = page_problems(pages, view, statuses_of(pages))
+    problems, _ = page_problems(pages, view, statuses_of(pages), ranks={})  # ended visits: no rank
     assert not problems, f"seed {soak.seed}: pages show the wrong ending:" + explain(pages, problems)
     for customer in due:
         customer.page.close()
@@ -349,7 +527,8 @@ def explain(pages: list[RankPage], problems: dict[int, str]) -> str:
         lines += [f"  {e.at:%T.%f} {e.from_status or '-'} -> {e.to_status} ({e.reason}, {e.actor})" for e in history]
         lines.append("  what the page received, in order:")
         for accepted, body in by_visit[registration].received:
-            fields = {k: body[k] for k in ("status", "rank", "version", "matchId", "reason", "timestamp") if k in body}
+            shown = ("status", "queueId", "rank", "version", "matchId", "reason", "timestamp")
+            fields = {k: body[k] for k in shown if k in body}
             lines.append(f"  {'shown  ' if accepted else 'dropped'} {fields}")
     return "\n".join(lines)
 
@@ -357,32 +536,53 @@ def explain(pages: list[RankPage], problems: dict[int, str]) -> str:
 # --- the soak ---------------------------------------------------------------------------
 
 
+def lines_configure() -> None:
+    """Configure the queues through the staff service (general exists after migrate; a flush lost it)."""
+    queue_default()
+    staff.queue_update(queue_id="general", body=QUEUES["general"], actor="soak")
+    for queue_id in ("crisis", "youth"):
+        body = {"queueId": queue_id, "name": {"ko": queue_id, "en": queue_id}, **QUEUES[queue_id]}
+        staff.queue_create(body=body, actor="soak")
+
+
+def join_body(rng: random.Random) -> dict:
+    """Draw what a customer asks for: now and then nothing (the default queue), else a queue, language and urgency."""
+    if rng.random() < 0.1:
+        return {}
+    queue_id = rng.choices(list(JOIN_WEIGHTS), list(JOIN_WEIGHTS.values()))[0]
+    english = "en" in QUEUES[queue_id]["languages"] and rng.random() < ENGLISH_SHARE
+    return {"queueId": queue_id, "language": "en" if english else "ko", "urgent": rng.random() < URGENT_SHARE[queue_id]}
+
+
 def desks_on_shift(ports: tuple[int, int]) -> list[Desk]:
-    """Create the counselors, each AVAILABLE through the API."""
+    """Create the counselors with their skills, each AVAILABLE through the API."""
     desks = []
     for n in range(COUNSELORS):
         counselor, key = counselor_with_token(f"soak{n}")
+        counselor_skills_set(counselor_id=counselor.counselor_id, body=SKILLS[n], actor="soak")
         status, body = http(ports[n % 2], "POST", "/api/counselor/status", key=key, body={"status": "AVAILABLE"})
         assert status == 200, body
         desks.append(Desk(counselor.pk, counselor.counselor_id, key, beat_at=time.monotonic()))
     return desks
 
 
-def checked(soak: Soak, done: int, *, full: bool = False) -> View:
+def checked(soak: Soak, routing: Routing, done: int, *, full: bool = False) -> View:
     """Return the planner's view after failing on any broken invariant."""
-    view, problems = checked_view(full=full)
+    started = time.monotonic()
+    view, problems = checked_view(soak, routing, full=full)
+    soak.seconds["checking the invariants"] += time.monotonic() - started  # kept in sight: the run's length
     assert not problems, f"seed {soak.seed}, after {done} operations:\n" + "\n".join(problems[:20])
     return view
 
 
-def soak_run(soak: Soak, pool: ThreadPoolExecutor, broker: redis.Redis) -> int:
+def soak_run(soak: Soak, routing: Routing, pool: ThreadPoolExecutor, broker: redis.Redis) -> int:
     """Run every operation, batch by batch, checking after each; return how many waiting ranks were compared."""
     done, compared, quiet_at = 0, 0, QUIET_EVERY
     while True:
-        view = checked(soak, done)
+        view = checked(soak, routing, done)
         if done >= min(quiet_at, OPERATIONS):
-            compared += settle_and_compare(soak, pool, broker)
-            view = checked(soak, done, full=True)
+            compared += settle_and_compare(soak, routing, pool, broker)
+            view = checked(soak, routing, done, full=True)
             quiet_at += QUIET_EVERY
         retire_pages(soak, view)
         if done >= OPERATIONS:
@@ -396,20 +596,25 @@ def soak_run(soak: Soak, pool: ThreadPoolExecutor, broker: redis.Redis) -> int:
 def test_ten_thousand_random_operations_keep_every_invariant(cluster):
     seed = int(os.environ.get("HEARO_SOAK_SEED") or random.SystemRandom().randrange(2**32))
     print(f"soak seed {seed} (HEARO_SOAK_SEED={seed} repeats its random draws)")
+    lines_configure()
     soak = Soak(
-        ports=cluster,
+        ports=cluster.ports,
         rng=random.Random(seed),
-        desks=desks_on_shift(cluster),
+        desks=desks_on_shift(cluster.ports),
         trigger_pass=lambda: match_pass_task.apply_async(expires=5),
         seed=seed,
+        join_body=join_body,
     )
+    routing = routing_read()
     started = time.monotonic()
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         try:
-            compared = soak_run(soak, pool, redis.Redis.from_url(settings.CELERY_BROKER_URL))
+            compared = soak_run(soak, routing, pool, redis.Redis.from_url(settings.CELERY_BROKER_URL))
         finally:
             soak.close_pages()
     report(soak, time.monotonic() - started, compared)
+    errors = server_errors(cluster.procs)
+    assert not errors, f"seed {seed}: the servers logged {len(errors)} errors:\n" + "\n".join(errors[:10])
 
 
 def report(soak: Soak, seconds: float, compared: int) -> None:
@@ -422,6 +627,7 @@ def report(soak: Soak, seconds: float, compared: int) -> None:
     print(f"  answers {dict(soak.outcomes)}")
     means = {kind: round(soak.seconds[kind] / n, 3) for kind, n in soak.kinds.items()}
     print(f"  mean seconds per operation {means}")
+    print(f"  seconds checking the invariants {soak.seconds['checking the invariants']:.0f}")
     print(f"  visit steps {dict(visits)}; match ends {dict(ends)}; counselor steps {dict(desks)}")
     happened = {
         "matches made": sum(ends.values()),
@@ -433,11 +639,19 @@ def report(soak: Soak, seconds: float, compared: int) -> None:
         "counselor leases expired": desks["lease_expired"],
         "counselors lost mid-match": ends["counselor_lost"],
         "waiting ranks compared": compared,
+        "urgent joins": Registration.objects.filter(urgent=True).count(),
+        "overflows": visits["overflow"],
+        "wrap-ups over by themselves": desks["wrap_up_over"],
     }
     print(f"  {happened}")
+    lines = Counter(Match.objects.values_list("registration__queue_id", "registration__language"))
+    print(f"  matches by the visit's line now {dict(lines)}")
     if OPERATIONS < 10_000:
         return  # a quick try: leases and deadlines need the full run's minutes
     short = {kind: soak.kinds[kind] for kind, least in AT_LEAST.items() if soak.kinds[kind] < least}
     assert not short, f"seed {soak.seed}: too few operations of some kinds: {short}"
     rare = {what: n for what, n in happened.items() if n < HAPPENED_AT_LEAST[what]}
     assert not rare, f"seed {soak.seed}: too little of some outcomes: {rare}"
+    served = {(q, lang) for q, config in QUEUES.items() for lang in config["languages"]}
+    idle = {line: lines[line] for line in served if lines[line] < LINE_MATCHES_AT_LEAST}
+    assert not idle, f"seed {soak.seed}: lines matched too rarely: {idle}"

@@ -22,7 +22,8 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.stomp_ws import StompWs
 
 ACTIVE = ("WAITING", "MATCHED", "IN_CALL")
-ON_SHIFT = ("AVAILABLE", "AWAY", "BUSY")
+# On a lease, so their dashboards heart-beat (WRAP_UP too: matching.counselors.ON_LEASE).
+ON_SHIFT = ("AVAILABLE", "AWAY", "BUSY", "WRAP_UP")
 # How often each kind is tried; a kind with nothing to act on gives way to another.
 WEIGHTS = {
     "join": 12,
@@ -216,6 +217,8 @@ class Soak:
     kinds: Counter = field(default_factory=Counter)
     seconds: Counter = field(default_factory=Counter)
     outcomes: Counter = field(default_factory=Counter)
+    # The body of a join (queueId, language, urgent), drawn on the main thread; by default {}: the default queue.
+    join_body: Callable[[random.Random], dict] = field(default=lambda rng: {})
 
     def port(self) -> int:
         return self.rng.choice(self.ports)
@@ -257,8 +260,8 @@ class Soak:
         returning = self.rng.choice(gone) if gone and self.rng.random() < 0.3 else None
         with_page = len(self.with_pages()) < MAX_PAGES and self.rng.random() < 0.5
         port, page_port = self.port(), self.port()
-        actor = returning or object()
-        return Op("join", actor, lambda: self._join(returning, port, page_port if with_page else 0))
+        actor, body = returning or object(), self.join_body(self.rng)
+        return Op("join", actor, lambda: self._join(returning, port, page_port if with_page else 0, body))
 
     def _plan_heartbeat(self, view: View, used: set) -> Op | None:
         live = self._free((c for c in self.customers if c.registration_id in view.registrations and not c.ghost), used)
@@ -373,11 +376,12 @@ class Soak:
             return Outcome(kind, status=status)
         return Outcome(kind, code=body.get("error", "?"), status=status, detail=json.dumps(body)[:300])
 
-    def _join(self, returning: Customer | None, port: int, page_port: int) -> Outcome:
+    def _join(self, returning: Customer | None, port: int, page_port: int, asked: dict | None = None) -> Outcome:
         if returning and returning.page:
             returning.page.close()  # the old page: its socket speaks for the ended visit
             returning.page = None
-        status, body = http(port, "POST", "/api/queue/join", bearer=returning.token if returning else "", body={})
+        bearer = returning.token if returning else ""
+        status, body = http(port, "POST", "/api/queue/join", bearer=bearer, body=asked or {})
         if status not in (200, 201):
             return Outcome("join", code=body.get("error", "?"), status=status, detail=json.dumps(body)[:300])
         customer = returning or Customer(body["customerId"], body["token"], body["registrationId"], 0.0)
