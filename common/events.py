@@ -42,6 +42,10 @@ def queue_changed(*, version: int, queue_ids: list[str] | None, reason: str, lan
     return body
 
 
+# Why a matched customer is back in line, as the page explains it.
+REQUEUE_REASONS = ("call_failed", "released", "counselor_no_show", "call_dropped")
+
+
 def waiting(
     *,
     customer_id: str,
@@ -56,7 +60,9 @@ def waiting(
     """Return a WAITING message: the rank in the customer's line, and the estimate.
 
     ``eta`` None comes with ``eta_reason`` (``no_counselor_online``, ``closed``);
-    ``reason`` says why the rank moved when it is news (``urgent_ahead``).
+    ``reason`` says why the rank moved when it is news (``urgent_ahead``,
+    ``overflow``), or why the visit is back in line after a hand-off that
+    failed (one of ``REQUEUE_REASONS``).
     """
     body = {
         "customerId": customer_id,
@@ -76,8 +82,20 @@ def waiting(
 
 
 def matched(
-    *, customer_id: str, registration_id: int, queue_id: str, identity: str, room_name: str, match_id: int
+    *,
+    customer_id: str,
+    registration_id: int,
+    queue_id: str,
+    identity: str,
+    room_name: str,
+    match_id: int,
+    counselor_name: str,
+    join_deadline: datetime,
 ) -> dict:
+    """Return a MATCHED message: whom the customer will talk to, and until when it may join.
+
+    ``counselorName`` is what the page shows; the room name is only for the call.
+    """
     return {
         "customerId": customer_id,
         "registrationId": registration_id,
@@ -86,13 +104,26 @@ def matched(
         "identity": identity,
         "roomName": room_name,
         "matchId": match_id,
+        "counselorName": counselor_name,
+        "joinDeadline": epoch_ms(join_deadline),
         "timestamp": epoch_ms(),
     }
 
 
 def in_call(
-    *, customer_id: str, registration_id: int, queue_id: str, identity: str, room_name: str, match_id: int
+    *,
+    customer_id: str,
+    registration_id: int,
+    queue_id: str,
+    identity: str,
+    room_name: str,
+    match_id: int,
+    counselor_name: str,
+    join_deadline: datetime,
+    interrupted_side: str = "",
+    reconnect_until: datetime | None = None,
 ) -> dict:
+    """Return an IN_CALL message; while one side is gone, ``interrupted`` says who and until when."""
     body = matched(
         customer_id=customer_id,
         registration_id=registration_id,
@@ -100,8 +131,13 @@ def in_call(
         identity=identity,
         room_name=room_name,
         match_id=match_id,
+        counselor_name=counselor_name,
+        join_deadline=join_deadline,
     )
-    return body | {"status": "IN_CALL"}
+    body["status"] = "IN_CALL"
+    if interrupted_side and reconnect_until is not None:
+        body["interrupted"] = {"side": interrupted_side, "reconnectUntil": epoch_ms(reconnect_until)}
+    return body
 
 
 def terminal(*, customer_id: str, registration_id: int, queue_id: str, status: str, reason: str) -> dict:
@@ -127,6 +163,7 @@ def match_assigned(
     queue_id: str,
     language: str,
     urgent: bool,
+    join_deadline: datetime,
 ) -> dict:
     return {
         "type": "MATCH_ASSIGNED",
@@ -139,6 +176,7 @@ def match_assigned(
         "identity": identity,
         "roomName": room_name,
         "matchId": match_id,
+        "joinDeadline": epoch_ms(join_deadline),
         "timestamp": epoch_ms(),
     }
 
@@ -155,14 +193,38 @@ def match_started(*, match_id: int, registration_id: int, customer_id: str, room
     }
 
 
-def match_ended(*, match_id: int, room_name: str, reason: str) -> dict:
-    return {
+def match_ended(
+    *, match_id: int, room_name: str, reason: str, by: str | None = None, failure: str | None = None
+) -> dict:
+    """Tell the counselor a match ended: why, which side caused it (``by``), and the call failure if any."""
+    body = {
         "type": "MATCH_ENDED",
         "matchId": match_id,
         "roomName": room_name,
         "reason": reason,
         "timestamp": epoch_ms(),
     }
+    if by:
+        body["by"] = by
+    if failure:
+        body["failure"] = failure
+    return body
+
+
+def match_interrupted(*, match_id: int, side: str, reconnect_until: datetime) -> dict:
+    """Tell the counselor one side left the call; it may come back until ``reconnectUntil``."""
+    return {
+        "type": "MATCH_INTERRUPTED",
+        "matchId": match_id,
+        "side": side,
+        "reconnectUntil": epoch_ms(reconnect_until),
+        "timestamp": epoch_ms(),
+    }
+
+
+def match_resumed(*, match_id: int) -> dict:
+    """Tell the counselor the side that left is back in the call."""
+    return {"type": "MATCH_RESUMED", "matchId": match_id, "timestamp": epoch_ms()}
 
 
 def counselor_status(*, counselor_id: str, status: str, wrap_up_until: datetime | None = None) -> dict:

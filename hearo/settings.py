@@ -161,6 +161,13 @@ HEARO_POLL_SECONDS = env_int("HEARO_POLL_SECONDS", 5)
 HEARO_JOIN_TIMEOUT_SECONDS = env_int("HEARO_JOIN_TIMEOUT_SECONDS", 60)
 # The handle time the wait estimate assumes until a queue has three completed calls.
 HEARO_DEFAULT_HANDLE_SECONDS = env_int("HEARO_DEFAULT_HANDLE_SECONDS", 600, minimum=1)
+# How long a call interrupted by one side leaving (LiveKit participant_left) waits
+# for that side to come back before the match ends as call_dropped.
+HEARO_RECONNECT_GRACE_SECONDS = env_int("HEARO_RECONNECT_GRACE_SECONDS", 60)
+# How long a counselor is not handed back the customer it just released or could
+# not reach (call_failed, call_dropped, no-show): the next free counselor, or the
+# next customer, is tried first instead of the same failing pair again at once.
+HEARO_REMATCH_PAUSE_SECONDS = env_int("HEARO_REMATCH_PAUSE_SECONDS", 60, minimum=0)
 if HEARO_HEARTBEAT_SECONDS >= HEARO_LEASE_SECONDS:
     raise ImproperlyConfigured("HEARO_HEARTBEAT_SECONDS must be shorter than HEARO_LEASE_SECONDS")
 

@@ -22,6 +22,10 @@ api = [
     path("api/livekit/webhook", matching_apis.LiveKitWebhookApi.as_view(), name="livekit-webhook"),
     path("api/matches/<int:match_id>/joined", matching_apis.MatchJoinedApi.as_view(), name="match-joined"),
     path("api/matches/<int:match_id>/complete", matching_apis.MatchCompleteApi.as_view(), name="match-complete"),
+    path(
+        "api/matches/<int:match_id>/call-failed", matching_apis.MatchCallFailedApi.as_view(), name="match-call-failed"
+    ),
+    path("api/matches/<int:match_id>/release", matching_apis.MatchReleaseApi.as_view(), name="match-release"),
     path("api/queues", matching_apis.QueuesApi.as_view(), name="queues"),
     path("api/admin/queues", queue_staff_apis.QueuesApi.as_view(), name="admin-queues"),
     path("api/admin/queues/<slug:queueId>", queue_staff_apis.QueueApi.as_view(), name="admin-queue"),

@@ -37,7 +37,26 @@ STATE = inline_serializer(
         "identity": serializers.CharField(required=False, help_text="once MATCHED: your LiveKit identity"),
         "roomName": serializers.CharField(required=False),
         "matchId": serializers.IntegerField(required=False),
-        "reason": serializers.CharField(required=False, help_text="terminal statuses: why the visit ended"),
+        "counselorName": serializers.CharField(
+            required=False, help_text="MATCHED and IN_CALL: the counselor's display name (show this, not the room)"
+        ),
+        "joinDeadline": serializers.IntegerField(
+            required=False, help_text="MATCHED and IN_CALL: epoch ms by which to join the call"
+        ),
+        "interrupted": inline_serializer(
+            "CallInterrupted",
+            {
+                "side": serializers.ChoiceField(["customer", "counselor"]),
+                "reconnectUntil": serializers.IntegerField(help_text="epoch ms: the call ends if not back by then"),
+            },
+            required=False,
+            help_text="IN_CALL while one side left the call; absent once it resumed",
+        ),
+        "reason": serializers.CharField(
+            required=False,
+            help_text="terminal statuses: why the visit ended; WAITING: why the rank moved (urgent_ahead, "
+            "overflow) or why the visit is back in line (call_failed, released, counselor_no_show, call_dropped)",
+        ),
         "timestamp": serializers.IntegerField(help_text="epoch milliseconds"),
     },
 )
@@ -138,6 +157,9 @@ MATCH = inline_serializer(
         "customerJoined": serializers.BooleanField(),
         "counselorJoined": serializers.BooleanField(),
         "endReason": serializers.CharField(allow_blank=True),
+        "joinDeadline": serializers.IntegerField(help_text="epoch ms"),
+        "interruptedSide": serializers.CharField(allow_null=True, help_text="the side that left a call, if any"),
+        "reconnectUntil": serializers.IntegerField(allow_null=True, help_text="epoch ms, while interrupted"),
     },
 )
 
@@ -149,6 +171,9 @@ def match_body(match) -> dict:
         "customerJoined": match.customer_joined_at is not None,
         "counselorJoined": match.counselor_joined_at is not None,
         "endReason": match.end_reason,
+        "joinDeadline": events.epoch_ms(match.join_deadline),
+        "interruptedSide": match.interrupted_side or None,
+        "reconnectUntil": events.epoch_ms(match.reconnect_until) if match.reconnect_until else None,
     }
 
 
@@ -205,8 +230,80 @@ class MatchJoinedApi(ParticipantAPIView):
     def post(self, request, match_id: int):
         match = selectors.match_get(match_id=match_id)
         side = selectors.match_side(match=match, caller=self.caller(request))
-        actor = side if side == "customer" else f"counselor:{match.counselor.counselor_id}"
-        return Response(match_body(handoff.match_joined(match_id=match.id, side=side, actor=actor)))
+        return Response(match_body(handoff.match_joined(match_id=match.id, side=side, actor=_actor(match, side))))
+
+
+class CallFailedIn(StrictSerializer):
+    reason = serializers.ChoiceField(choices=list(handoff.CALL_FAILURES))
+    detail = StrictCharField(max_length=200, required=False, allow_blank=True, help_text="logged only, never shown")
+
+
+class MatchCallFailedApi(ParticipantAPIView):
+    @extend_schema(
+        request=CallFailedIn,
+        responses={
+            200: MATCH,
+            400: ERROR,
+            404: ERROR,
+            409: OpenApiResponse(ERROR, "match_ended: the match ended for another reason"),
+            **PARTICIPANT_ERRORS,
+        },
+        description="Report that the caller tried to join the call and could not (it is then never a no-show). "
+        "`unreachable` or `timeout` before the call started ends the match as `call_failed`: the customer goes "
+        "back to the head of its line, the counselor is AVAILABLE, both are told. `permission_denied` and "
+        "`other` are recorded only (fix it and retry until the join deadline). Idempotent.",
+    )
+    def post(self, request, match_id: int):
+        caller = self.caller(request)
+        match = selectors.match_get(match_id=match_id)
+        side = selectors.match_side(match=match, caller=caller)
+        data = CallFailedIn(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        match = handoff.match_call_failed(
+            match_id=match.id,
+            side=side,
+            reason=data.validated_data["reason"],
+            detail=data.validated_data.get("detail", ""),
+            actor=_actor(match, side),
+        )
+        return Response(match_body(match))
+
+
+def _actor(match, side: str) -> str:
+    return side if side == "customer" else f"counselor:{match.counselor.counselor_id}"
+
+
+class ReleaseIn(StrictSerializer):
+    reason = StrictCharField(max_length=200, required=False, allow_blank=True, help_text="kept for supervisors")
+
+
+class MatchReleaseApi(CounselorAPIView):
+    @extend_schema(
+        request=ReleaseIn,
+        responses={
+            200: MATCH,
+            400: ERROR,
+            401: ERROR,
+            403: OpenApiResponse(ERROR, "not_your_match, or not a counselor"),
+            404: ERROR,
+            409: OpenApiResponse(ERROR, "match_ended: the match ended for another reason"),
+        },
+        description="Give the customer back to the queue (the match's counselor only; before or during the "
+        "call). The match ends as `released`; the customer keeps its place at the head of its line and is "
+        "told; the counselor is AVAILABLE (WRAP_UP if a call took place). Idempotent.",
+    )
+    def post(self, request, match_id: int):
+        if bearer_token(request):
+            # A customer is a side of the match too, but only its counselor may give it back.
+            raise Forbidden("only the match's counselor can release it", code="not_your_match")
+        counselor = self.counselor(request)
+        match = selectors.match_get(match_id=match_id)
+        data = ReleaseIn(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        released = handoff.match_release(
+            match_id=match.id, counselor=counselor, reason=data.validated_data.get("reason", "")
+        )
+        return Response(match_body(released))
 
 
 class MatchCompleteApi(CounselorAPIView):
@@ -227,13 +324,16 @@ class LiveKitWebhookApi(APIView):
     @extend_schema(
         request=None,
         responses={200: inline_serializer("WebhookAck", {"counted": serializers.BooleanField()}), 401: ERROR},
-        description="LiveKit webhooks (Authorization: the signed JWT). participant_joined confirms a join.",
+        description="LiveKit webhooks (Authorization: the signed JWT): the server-side truth of the call. "
+        "participant_joined confirms a join; participant_left in a call interrupts it for "
+        "HEARO_RECONNECT_GRACE_SECONDS (the side coming back resumes it, else it ends as call_dropped); "
+        "room_finished ends the room's match (completed after a call, call_failed before one).",
     )
     def post(self, request):
         event = livekit.webhook_event(
             body=request.body.decode("utf-8", "replace"), authorization=request.headers.get("Authorization", "")
         )
-        counted = handoff.match_joined_by_livekit(event=event.event, room_name=event.room_name, identity=event.identity)
+        counted = handoff.match_livekit_event(event=event.event, room_name=event.room_name, identity=event.identity)
         return Response({"counted": counted})
 
 

@@ -33,6 +33,13 @@ def match_summary(match: Match) -> dict:
         "counselorJoined": match.counselor_joined_at is not None,
         "durationSeconds": duration,
         "endReason": match.end_reason,
+        # As in MATCH_ASSIGNED / MATCH_INTERRUPTED, so a reloaded dashboard keeps its countdowns.
+        "joinDeadline": _ms(match.join_deadline),
+        "interrupted": (
+            {"side": match.interrupted_side, "reconnectUntil": _ms(match.reconnect_until)}
+            if match.interrupted_side and match.ended_at is None
+            else None
+        ),
     }
 
 

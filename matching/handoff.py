@@ -1,12 +1,18 @@
-"""The hand-off after a match and its endings: joining the call, completing it,
-cancelling the visit, undoing a hand-off that failed.
+"""The hand-off after a match and its endings: joining the call, a call that
+fails or drops, completing it, releasing it, cancelling the visit, undoing a
+hand-off nobody came to.
 
 Every service here locks the match first (see the lock order in
-``matcher.py``) and publishes on commit.
+``matcher.py``) and publishes on commit. Who is a no-show: only a side that
+never *tried* to join (no join, no call-failed report); a side that tried
+and could not get through ends the match as ``call_failed``, and nobody is
+blamed.
 """
 
 import logging
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,15 +21,34 @@ from common.errors import Conflict, Forbidden
 from common.logs import event_on_commit
 from matching.counselors import counselor_free, counselor_lock, counselor_status_change
 from matching.models import Counselor, Match, MatchEvent
-from matching.selectors import match_open_by_room, match_side_by_identity
+from matching.selectors import (
+    estimate_for,
+    match_customer_body,
+    match_open_by_room,
+    match_side_by_identity,
+)
 from queues.models import Registration
-from queues.services import registration_cancel, registration_leave, registration_move, registration_requeue
+from queues.selectors import queue_version, registration_rank
+from queues.services import (
+    queue_changed,
+    registration_cancel,
+    registration_leave,
+    registration_move,
+    registration_record,
+    registration_requeue,
+    registration_tell,
+)
 
 log = logging.getLogger(__name__)
 
 C = Counselor.Status
 S = Registration.Status
 SIDES = ("customer", "counselor")
+# What a side's client may report when it could not join the call.
+CALL_FAILURES = ("unreachable", "permission_denied", "timeout", "other")
+# The call server could not be reached: waiting for the deadline would not help,
+# so the match ends at once. The others (a refused microphone) the side may fix and retry.
+CALL_FAILURES_AT_ONCE = ("unreachable", "timeout")
 
 
 def _match_lock(match_id: int) -> Match:
@@ -38,22 +63,31 @@ def _match_lock(match_id: int) -> Match:
 # --- Ending a match --------------------------------------------------------------
 
 
-def match_record(*, match: Match, what: str, actor: str) -> None:
-    MatchEvent.objects.create(match=match, what=what, actor=actor)
+def match_record(*, match: Match, what: str, actor: str, note: str = "") -> None:
+    MatchEvent.objects.create(match=match, what=what, actor=actor, note=note)
 
 
-def match_end(*, match: Match, reason: str, actor: str) -> bool:
+def match_end(
+    *,
+    match: Match,
+    reason: str,
+    actor: str,
+    by: str | None = None,
+    failure: str | None = None,
+    note: str = "",
+) -> bool:
     """End an open match and tell its counselor; False if it had already ended.
 
-    The conditional UPDATE is the claim: of a timeout and a cancel racing,
-    exactly one ends the match and does the rest.
+    ``by`` is the side that caused the end, ``failure`` the call-failed
+    reason behind it. The conditional UPDATE is the claim: of a timeout and a
+    cancel racing, exactly one ends the match and does the rest.
     """
     now = timezone.now()
     if not Match.objects.filter(pk=match.pk, ended_at__isnull=True).update(ended_at=now, end_reason=reason):
         return False
     match.ended_at, match.end_reason = now, reason
-    match_record(match=match, what=f"ended: {reason}", actor=actor)
-    body = events.match_ended(match_id=match.id, room_name=match.room_name, reason=reason)
+    match_record(match=match, what=f"ended: {reason}", actor=actor, note=note)
+    body = events.match_ended(match_id=match.id, room_name=match.room_name, reason=reason, by=by, failure=failure)
     publish.to_counselor(match.counselor.counselor_id, body)
     event_on_commit(
         log,
@@ -63,28 +97,70 @@ def match_end(*, match: Match, reason: str, actor: str) -> bool:
         registration_id=match.registration_id,
         counselor_id=match.counselor.counselor_id,
         reason=reason,
+        by=by,
+        failure=failure,
         actor=actor,
     )
     return True
 
 
-def match_undo_for_counselor(*, match: Match, reason: str, counselor_to: str) -> Registration | None:
-    """End a match the counselor failed; requeue its customer. Return the requeued visit.
+def match_requeue(*, match: Match, reason: str, actor: str) -> Registration | None:
+    """Put an ended match's customer back in line; return the visit if it moved.
 
-    The customer did nothing wrong: it goes back to WAITING with its
-    original enqueued_at, so it is at (or near) the head of the queue.
+    The customer did nothing wrong: it keeps its virtual arrival, so it is at
+    (or near) the head of its line. The caller publishes the queue change
+    and then tells it (``requeued_tell``).
     """
-    if not match_end(match=match, reason=reason, actor="matcher"):
+    registration = match.registration
+    return registration if registration_requeue(registration=registration, actor=actor, reason=reason) else None
+
+
+def requeued_tell(requeued: list[tuple[Registration, str | None]]) -> None:
+    """Tell each customer put back in line (and not matched again) its rank, and why it is back.
+
+    Call it after this transaction's ``queue_changed``: the rank set is that version.
+    """
+    version = queue_version()
+    for registration, reason in requeued:
+        registration.refresh_from_db(fields=["status"])
+        rank = registration_rank(registration=registration)
+        if rank is None:
+            continue  # matched again in this very pass; it was told MATCHED
+        eta, why = estimate_for(registration=registration, rank=rank)
+        body = events.waiting(
+            customer_id=registration.customer.customer_id,
+            registration_id=registration.id,
+            queue_id=registration.queue_id,
+            rank=rank,
+            version=version,
+            eta=eta,
+            eta_reason=why,
+            reason=reason,
+        )
+        registration_tell(registration=registration, body=body)
+
+
+def _requeue_announce(registration: Registration | None, *, reason: str) -> None:
+    """Publish one queue change for a visit put back in line outside the pass, and tell its customer."""
+    if registration is None:
+        return
+    queue_changed(reason="requeued", queue_ids=[registration.queue_id])
+    requeued_tell([(registration, reason)])
+
+
+def match_undo_for_counselor(*, match: Match, reason: str, counselor_to: str) -> Registration | None:
+    """End a match the counselor failed; requeue its customer. Return the requeued visit."""
+    if not match_end(match=match, reason=reason, actor="matcher", by="counselor"):
         return None
+    registration = match_requeue(match=match, reason=reason, actor="matcher")  # registration before counselor
     counselor = counselor_lock(counselor_id=match.counselor_id)
     counselor_status_change(counselor=counselor, status=counselor_to, actor="matcher", reason=reason)
-    registration = match.registration
-    return registration if registration_requeue(registration=registration, actor="matcher", reason=reason) else None
+    return registration
 
 
 def match_abandon_by_customer(*, match: Match) -> bool:
-    """End a match the customer never joined: the visit expires, the counselor is free."""
-    if not match_end(match=match, reason="customer_no_show", actor="matcher"):
+    """End a match the customer never tried to join: the visit expires, the counselor is free."""
+    if not match_end(match=match, reason="customer_no_show", actor="matcher", by="customer"):
         return False
     registration_leave(registration=match.registration, status=S.EXPIRED, actor="matcher", reason="customer_no_show")
     counselor = counselor_lock(counselor_id=match.counselor_id)
@@ -92,12 +168,48 @@ def match_abandon_by_customer(*, match: Match) -> bool:
     return True
 
 
+def match_fail(*, match: Match, actor: str, by: str | None, failure: str | None) -> Registration | None:
+    """End a hand-off whose call never started as ``call_failed``; return the requeued visit.
+
+    Nobody is to blame: the customer goes back in line keeping its virtual
+    arrival, the counselor is AVAILABLE at once (no call, no wrap-up).
+    """
+    if not match_end(match=match, reason="call_failed", actor=actor, by=by, failure=failure):
+        return None
+    registration = match_requeue(match=match, reason="call_failed", actor=actor)
+    counselor = counselor_lock(counselor_id=match.counselor_id)
+    counselor_free(counselor=counselor, actor=actor, reason="call_failed")
+    return registration
+
+
+def match_drop(*, match: Match) -> Registration | None:
+    """End a call whose interrupted side never came back as ``call_dropped``; return a requeued visit.
+
+    The customer gone: the visit ends COMPLETED (it had its call), the
+    counselor wraps up. The counselor gone: the customer goes back in line
+    keeping its virtual arrival, and the counselor is AVAILABLE.
+    """
+    side = match.interrupted_side
+    if not match_end(match=match, reason="call_dropped", actor="matcher", by=side):
+        return None
+    if side == "customer":
+        registration_leave(registration=match.registration, status=S.COMPLETED, actor="matcher", reason="call_dropped")
+        _counselor_free(match=match, reason="call_dropped")
+        return None
+    registration = match_requeue(match=match, reason="call_dropped", actor="matcher")
+    counselor_free(counselor=counselor_lock(counselor_id=match.counselor_id), actor="matcher", reason="call_dropped")
+    return registration
+
+
 # --- Joining, completing, cancelling ---------------------------------------------
 
 
 @transaction.atomic(durable=True)
 def match_joined(*, match_id: int, side: str, actor: str) -> Match:
-    """Record that one side joined the call; idempotent. Both in: the visit is IN_CALL."""
+    """Record that one side joined the call; idempotent. Both in: the visit is IN_CALL.
+
+    The side a call was interrupted for is back: the call resumes.
+    """
     if side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}")
     match = _match_lock(match_id)
@@ -108,53 +220,41 @@ def match_joined(*, match_id: int, side: str, actor: str) -> Match:
         setattr(match, field, timezone.now())
         match.save(update_fields=[field])
         match_record(match=match, what=f"{side}_joined", actor=actor)
-        event_on_commit(
-            log,
-            f"match joined by the {side}",
-            event="match.joined",
-            match_id=match.id,
-            registration_id=match.registration_id,
-            customer_id=match.registration.customer.customer_id,
-            counselor_id=match.counselor.counselor_id,
-            side=side,
-            actor=actor,
-        )
-    if match.customer_joined_at and match.counselor_joined_at:
+        _log_side(match, "match joined", event="match.joined", side=side, actor=actor)
+    if match.talked:
         _call_start(match)
+    if match.interrupted_side == side:
+        _call_resume(match, actor=actor)
     return match
+
+
+def _log_side(match: Match, message: str, **fields) -> None:
+    event_on_commit(
+        log,
+        message,
+        match_id=match.id,
+        registration_id=match.registration_id,
+        customer_id=match.registration.customer.customer_id,
+        counselor_id=match.counselor.counselor_id,
+        **fields,
+    )
 
 
 def _call_start(match: Match) -> None:
     registration = match.registration
     customer = registration.customer
-    body = events.in_call(
-        customer_id=customer.customer_id,
-        registration_id=registration.id,
-        queue_id=registration.queue_id,
-        identity=customer.identity,
-        room_name=match.room_name,
-        match_id=match.id,
-    )
     moved = registration_move(
         registration=registration,
         to=S.IN_CALL,
         expected=(S.MATCHED,),
         actor="matcher",
         reason="both_joined",
-        tell=body,
+        tell=match_customer_body(match=match, registration=registration, status=S.IN_CALL),
         in_call_at=timezone.now(),
     )
     if not moved:
         return  # already IN_CALL: a repeated confirmation
-    event_on_commit(
-        log,
-        "call started",
-        event="match.in_call",
-        match_id=match.id,
-        registration_id=registration.id,
-        customer_id=customer.customer_id,
-        counselor_id=match.counselor.counselor_id,
-    )
+    _log_side(match, "call started", event="match.in_call")
     publish.to_counselor(
         match.counselor.counselor_id,
         events.match_started(
@@ -164,6 +264,89 @@ def _call_start(match: Match) -> None:
             room_name=match.room_name,
         ),
     )
+
+
+def _call_state_tell(match: Match, *, reason: str, actor: str) -> None:
+    """Tell the customer its call's new state (interrupted or resumed).
+
+    Not a change of status, but a history row (IN_CALL -> IN_CALL) all the
+    same: it moves the visit's seq, so an interruption and the resume after
+    it, leaving from different processes, cannot arrive in the wrong order.
+    """
+    registration = match.registration
+    registration_record(registration=registration, from_status=registration.status, actor=actor, reason=reason)
+    registration_tell(registration=registration, body=match_customer_body(match=match, registration=registration))
+
+
+@transaction.atomic(durable=True)
+def match_left(*, match_id: int, side: str, actor: str) -> bool:
+    """Record that one side left the call room; True if it counted.
+
+    In a call (IN_CALL), the call is interrupted, not ended: the side has
+    ``HEARO_RECONNECT_GRACE_SECONDS`` to come back before the matcher pass
+    ends the match as ``call_dropped``. Before the call started, leaving is
+    only recorded: the side tried, and the join deadline settles the rest.
+    A second side leaving an interrupted call is recorded too; LiveKit's
+    ``room_finished`` for the empty room ends it.
+    """
+    # Waits for the row: a resume or a complete holding it finishes first. The pass
+    # ending a dropped call takes it with skip_locked, so it finds this leave's
+    # deadline (or an ended match) and never ends a call resumed meanwhile.
+    match = _match_lock(match_id)
+    if not match.is_open or getattr(match, f"{side}_joined_at") is None or match.interrupted_side == side:
+        return False  # over, never in the room, or a repeated webhook
+    if match.registration.status != S.IN_CALL or match.interrupted_side:
+        match_record(match=match, what=f"{side}_left", actor=actor)
+        return True
+    until = timezone.now() + timedelta(seconds=settings.HEARO_RECONNECT_GRACE_SECONDS)
+    match.interrupted_side, match.reconnect_until = side, until
+    match.save(update_fields=["interrupted_side", "reconnect_until"])
+    match_record(match=match, what=f"interrupted: {side}", actor=actor)
+    _call_state_tell(match, reason="call_interrupted", actor=actor)
+    body = events.match_interrupted(match_id=match.id, side=side, reconnect_until=until)
+    publish.to_counselor(match.counselor.counselor_id, body)
+    _log_side(match, "call interrupted", event="match.interrupted", side=side, actor=actor)
+    return True
+
+
+def _call_resume(match: Match, *, actor: str) -> None:
+    side = match.interrupted_side
+    match.interrupted_side, match.reconnect_until = "", None
+    match.save(update_fields=["interrupted_side", "reconnect_until"])
+    match_record(match=match, what=f"resumed: {side}", actor=actor)
+    _call_state_tell(match, reason="call_resumed", actor=actor)
+    publish.to_counselor(match.counselor.counselor_id, events.match_resumed(match_id=match.id))
+    _log_side(match, "call resumed", event="match.resumed", side=side, actor=actor)
+
+
+@transaction.atomic(durable=True)
+def match_call_failed(*, match_id: int, side: str, reason: str, detail: str, actor: str) -> Match:
+    """Record that one side tried to join and could not; idempotent.
+
+    ``unreachable`` or ``timeout`` before the call started ends the match at
+    once as ``call_failed`` (``match_fail``); anything else is recorded only:
+    the side may fix its microphone and retry until the join deadline, and it
+    is no no-show then. In a call that already started, a report is recorded
+    only: LiveKit's webhooks, or the counselor (complete, release), end it.
+    """
+    if reason not in CALL_FAILURES:
+        raise ValueError(f"reason must be one of {CALL_FAILURES}")
+    # The lock orders this report against the other side's, a cancel and the
+    # join-deadline pass (which skips a locked row): whoever ends the match
+    # first wins, and the loser sees it ended (200 if call_failed, else 409).
+    match = _match_lock(match_id)
+    if not match.is_open:
+        if match.end_reason == "call_failed":
+            return match  # a retry, or the other side's report got there first
+        raise Conflict(f"the match has ended ({match.end_reason})", code="match_ended")
+    setattr(match, f"{side}_failure", reason)
+    match.save(update_fields=[f"{side}_failure"])
+    match_record(match=match, what=f"call_failed:{side}:{reason}", actor=actor)
+    # The detail is the client's own words about its error: logged for support, never shown.
+    _log_side(match, "call failed", event="match.call_failed", side=side, failure=reason, detail=detail, actor=actor)
+    if reason in CALL_FAILURES_AT_ONCE and match.registration.status == S.MATCHED:
+        _requeue_announce(match_fail(match=match, actor=actor, by=side, failure=reason), reason="call_failed")
+    return match
 
 
 @transaction.atomic(durable=True)
@@ -179,7 +362,7 @@ def match_complete(*, match_id: int, counselor: Counselor) -> Match:
     if match.registration.status != S.IN_CALL:
         raise Conflict("the customer has not joined the call yet", code="not_in_call")
     # "completed" exactly: the wait estimate averages these calls.
-    match_end(match=match, reason="completed", actor="counselor")
+    match_end(match=match, reason="completed", actor="counselor", by="counselor")
     registration_leave(registration=match.registration, status=S.COMPLETED, actor="counselor", reason="completed")
     _counselor_free(match=match, reason="completed")
     return match
@@ -188,9 +371,34 @@ def match_complete(*, match_id: int, counselor: Counselor) -> Match:
 def _counselor_free(*, match: Match, reason: str) -> None:
     """Free the counselor: after a call that took place, into the queue's wrap-up first."""
     counselor = counselor_lock(counselor_id=match.counselor_id)
-    talked = match.customer_joined_at is not None and match.counselor_joined_at is not None
-    wrap_up = match.registration.queue.wrap_up_seconds if talked else 0
+    wrap_up = match.registration.queue.wrap_up_seconds if match.talked else 0
     counselor_free(counselor=counselor, actor="matcher", reason=reason, wrap_up_seconds=wrap_up)
+
+
+@transaction.atomic(durable=True)
+def match_release(*, match_id: int, counselor: Counselor, reason: str = "") -> Match:
+    """Let the match's counselor give its customer back to the queue (before or during the call); idempotent.
+
+    The match ends as ``released``; the customer goes back in line keeping
+    its virtual arrival and is told; the counselor is AVAILABLE, or wraps up
+    if a call took place. ``reason`` is the counselor's own words, kept in
+    the match's history for supervisors, never shown to the customer.
+    """
+    # A release racing a cancel, a call-failed report or the deadline pass: the
+    # row lock (and match_end's conditional UPDATE) lets exactly one end the match.
+    match = _match_lock(match_id)
+    if match.counselor_id != counselor.id:
+        raise Forbidden("only this match's counselor can release it", code="not_your_match")
+    if not match.is_open:
+        if match.end_reason == "released":
+            return match  # a retry after a lost response
+        raise Conflict(f"the match has ended ({match.end_reason})", code="match_ended")
+    actor = f"counselor:{counselor.counselor_id}"
+    match_end(match=match, reason="released", actor=actor, by="counselor", note=reason)
+    registration = match_requeue(match=match, reason="released", actor=actor)
+    _counselor_free(match=match, reason="released")
+    _requeue_announce(registration, reason="released")
+    return match
 
 
 def visit_cancel(*, registration: Registration) -> str:
@@ -222,7 +430,7 @@ def _visit_cancel_in_match(*, registration_id: int) -> bool:
     if open_match is None:
         return False
     match = _match_lock(open_match.pk)  # waits: a cancel must not be skipped
-    if not match_end(match=match, reason="customer_cancelled", actor="customer"):
+    if not match_end(match=match, reason="customer_cancelled", actor="customer", by="customer"):
         return False
     registration = Registration.objects.select_related("customer").get(pk=registration_id)
     registration_leave(registration=registration, status=S.CANCELLED, actor="customer", reason="cancelled")
@@ -230,16 +438,45 @@ def _visit_cancel_in_match(*, registration_id: int) -> bool:
     return True
 
 
-def match_joined_by_livekit(*, event: str, room_name: str, identity: str) -> bool:
-    """Count LiveKit's participant_joined as a join confirmation; True if it counted.
+@transaction.atomic(durable=True)
+def match_room_finished(*, match_id: int) -> bool:
+    """End the open match of a room LiveKit closed; True if it ended here.
 
-    Anything else (other events, unknown rooms, ended matches, strangers) is
+    A call that took place is over (``completed``); a room that closed before
+    the call started is a hand-off that failed (``call_failed``).
+    """
+    match = _match_lock(match_id)
+    if not match.is_open:
+        return False
+    if match.registration.status == S.IN_CALL:
+        match_end(match=match, reason="completed", actor="livekit")
+        registration_leave(registration=match.registration, status=S.COMPLETED, actor="livekit", reason="completed")
+        _counselor_free(match=match, reason="completed")
+        return True
+    _requeue_announce(match_fail(match=match, actor="livekit", by=None, failure=None), reason="call_failed")
+    return True
+
+
+def match_livekit_event(*, event: str, room_name: str, identity: str) -> bool:
+    """Apply a LiveKit webhook to the room's open match; True if it counted.
+
+    ``participant_joined`` is a join, ``participant_left`` a leave (an
+    interruption in a call), ``room_finished`` the end of the room. Anything
+    else (other events, unknown rooms, ended matches, strangers) is
     acknowledged and ignored: LiveKit retries only on errors.
     """
-    match = match_open_by_room(room_name=room_name) if event == "participant_joined" else None
-    side = match_side_by_identity(match=match, identity=identity) if match else None
+    if event not in ("participant_joined", "participant_left", "room_finished"):
+        return False
+    match = match_open_by_room(room_name=room_name)
+    if match is None:
+        return False
+    if event == "room_finished":
+        return match_room_finished(match_id=match.id)
+    side = match_side_by_identity(match=match, identity=identity)
     if side is None:
         return False
+    if event == "participant_left":
+        return match_left(match_id=match.id, side=side, actor="livekit")
     try:
         match_joined(match_id=match.id, side=side, actor="livekit")
     except Conflict:

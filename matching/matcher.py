@@ -21,18 +21,24 @@ from common.db import claim
 from common.logs import event_on_commit
 from matching import pairing
 from matching.counselors import ON_LEASE, counselor_status_change
-from matching.handoff import match_abandon_by_customer, match_record, match_undo_for_counselor
+from matching.handoff import (
+    match_abandon_by_customer,
+    match_drop,
+    match_fail,
+    match_record,
+    match_undo_for_counselor,
+    requeued_tell,
+)
 from matching.models import Counselor, Match
-from matching.selectors import estimate_for
+from matching.selectors import match_customer_body, requeue_reason
 from queues import leases
 from queues.models import Queue, Registration
-from queues.selectors import queue_open_state, queue_version, queue_waiting_count, registration_rank
+from queues.selectors import queue_open_state, queue_waiting_count
 from queues.services import (
     queue_changed,
     registration_expire_ghosts,
     registration_move,
     registration_overflow,
-    registration_tell,
 )
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,8 @@ class MatchPassResult:
     counselors_offline: int = 0
     requeued: list[int] = field(default_factory=list)  # registration ids
     abandoned: int = 0
+    call_failed: int = 0
+    dropped: int = 0
     wrap_ups_ended: int = 0
     overflowed: list[int] = field(default_factory=list)  # registration ids
     matched: list[int] = field(default_factory=list)  # match ids
@@ -87,19 +95,20 @@ def _match_pass_commit(*, now: datetime, leases_intact: bool) -> MatchPassResult
     result = MatchPassResult()
     requeued = _counselor_ghosts_sweep(now=now, result=result) if leases_intact else _counselor_leases_refresh(now)
     requeued += _overdue_matches_undo(now=now, result=result)
+    requeued += _dropped_calls_end(now=now, result=result)
     result.wrap_ups_ended = _wrap_ups_end(now=now)
     moved = _overflows_move(now=now)
     made = _pairs_make(now=now)
     result.matched = [match.id for match in made]
-    result.requeued = [r.id for r in requeued]
+    result.requeued = [r.id for r, _ in requeued]
     result.overflowed = [r.id for r, _ in moved]
-    touched = {r.queue_id for r in requeued} | {m.registration.queue_id for m in made}
+    touched = {r.queue_id for r, _ in requeued} | {m.registration.queue_id for m in made}
     touched |= {q for r, was in moved for q in (was, r.queue_id)}
     if touched:
         reason = "matched" if made else "requeued" if requeued else "overflow"
         queue_changed(reason=reason, queue_ids=sorted(touched))  # once per pass
-        _requeued_tell(requeued)
-        _requeued_tell([r for r, _ in moved], reason="overflow")
+        requeued_tell(requeued)
+        requeued_tell([(r, "overflow") for r, _ in moved])
     return result
 
 
@@ -146,7 +155,11 @@ def _overflow_room(target: Queue, *, now: datetime) -> int | None:
     return max(0, target.max_waiting - queue_waiting_count(queue=target))
 
 
-def _counselor_ghosts_sweep(*, now: datetime, result: MatchPassResult) -> list[Registration]:
+# A requeued visit and why it is back in line, in the words its page knows.
+Requeued = tuple[Registration, str | None]
+
+
+def _counselor_ghosts_sweep(*, now: datetime, result: MatchPassResult) -> list[Requeued]:
     """Set OFFLINE every on-shift counselor whose lease ran out; requeue their customers.
 
     Candidates come from the indexed database copy of the lease; the cache
@@ -164,7 +177,7 @@ def _counselor_ghosts_sweep(*, now: datetime, result: MatchPassResult) -> list[R
     return requeued
 
 
-def _counselor_leases_refresh(now: datetime) -> list[Registration]:
+def _counselor_leases_refresh(now: datetime) -> list[Requeued]:
     """Keep everyone on shift after the cache lost every lease (Redis restarted empty).
 
     Dashboards re-lease on their next beat, well within one lease; the pass
@@ -176,7 +189,7 @@ def _counselor_leases_refresh(now: datetime) -> list[Registration]:
     return []
 
 
-def _counselor_ghost_drop(*, counselor: Counselor) -> list[Registration]:
+def _counselor_ghost_drop(*, counselor: Counselor) -> list[Requeued]:
     """Take a vanished counselor off shift; a customer it held goes back to the queue."""
     if counselor.status != C.BUSY:
         counselor_status_change(counselor=counselor, status=C.OFFLINE, actor="matcher", reason="lease_expired")
@@ -186,32 +199,61 @@ def _counselor_ghost_drop(*, counselor: Counselor) -> list[Registration]:
     match = claim(_open_matches().filter(counselor=counselor)).first()
     if match is None:
         return []
+    was = match.registration.status
     registration = match_undo_for_counselor(match=match, reason="counselor_lost", counselor_to=C.OFFLINE)
-    return [registration] if registration else []
+    return [(registration, requeue_reason(reason="counselor_lost", from_status=was))] if registration else []
 
 
 def _open_matches() -> QuerySet:
-    return Match.objects.select_related("registration__customer", "counselor").filter(ended_at__isnull=True)
+    return Match.objects.select_related("registration__customer", "counselor__user").filter(ended_at__isnull=True)
 
 
-def _overdue_matches_undo(*, now: datetime, result: MatchPassResult) -> list[Registration]:
+def _overdue_matches_undo(*, now: datetime, result: MatchPassResult) -> list[Requeued]:
     """Undo every match whose join deadline passed before both sides joined.
 
-    Counselor joined, customer not: the customer is gone; the visit expires
-    and the counselor is AVAILABLE. Otherwise (the counselor did not join,
-    whether or not the customer did) the customer is requeued at its old
-    place and the counselor goes AWAY, so the next customer is not handed
-    to an absent counselor; one click makes it AVAILABLE again.
+    Only a side that never tried (no join, no call-failed report) is a
+    no-show. Both tried but the call never started: ``call_failed``, the
+    customer back in line, the counselor AVAILABLE. Only the counselor tried:
+    the customer is gone; the visit expires and the counselor is AVAILABLE.
+    Otherwise (the counselor never tried, whether or not the customer did)
+    the customer is requeued at its old place and the counselor goes AWAY,
+    so the next customer is not handed to an absent counselor; one click
+    makes it AVAILABLE again.
     """
     not_both = Q(customer_joined_at__isnull=True) | Q(counselor_joined_at__isnull=True)
     overdue = claim(_open_matches().filter(not_both, join_deadline__lt=now).order_by("join_deadline", "id"))
-    requeued = []
+    requeued: list[Requeued] = []
     for match in overdue:
-        if match.counselor_joined_at is not None:
+        if match.tried("customer") and match.tried("counselor"):
+            by, failure = _failed_side(match)
+            registration = match_fail(match=match, actor="matcher", by=by, failure=failure)
+            result.call_failed += 1
+            requeued += [(registration, "call_failed")] if registration else []
+        elif match.tried("counselor"):
             result.abandoned += match_abandon_by_customer(match=match)
-            continue
-        registration = match_undo_for_counselor(match=match, reason="counselor_no_show", counselor_to=C.AWAY)
-        requeued += [registration] if registration else []
+        else:
+            registration = match_undo_for_counselor(match=match, reason="counselor_no_show", counselor_to=C.AWAY)
+            requeued += [(registration, "counselor_no_show")] if registration else []
+    return requeued
+
+
+def _failed_side(match: Match) -> tuple[str | None, str | None]:
+    """Return the side whose call failed and its reason (no side when both failed: the customer's reason)."""
+    failed = [side for side in ("customer", "counselor") if getattr(match, f"{side}_failure")]
+    if not failed:
+        return None, None
+    by = failed[0] if len(failed) == 1 else None
+    return by, getattr(match, f"{failed[0]}_failure")
+
+
+def _dropped_calls_end(*, now: datetime, result: MatchPassResult) -> list[Requeued]:
+    """End every interrupted call whose side did not come back within the grace (``call_dropped``)."""
+    due = claim(_open_matches().filter(reconnect_until__lt=now).order_by("reconnect_until", "id"))
+    requeued: list[Requeued] = []
+    for match in due:
+        registration = match_drop(match=match)
+        result.dropped += 1
+        requeued += [(registration, "call_dropped")] if registration else []
     return requeued
 
 
@@ -223,24 +265,49 @@ def _pairs_make(*, now: datetime) -> list[Match]:
     locks; the choice itself is pure (``pairing.assign``).
     """
     idle = Counselor.objects.filter(status=C.AVAILABLE, user__is_active=True).order_by("status_changed_at", "id")
-    counselors = list(claim(idle).prefetch_related("queues"))
+    counselors = list(claim(idle.select_related("user")).prefetch_related("queues"))
     if not counselors:
         return []
     skills = {c.id: ({q.queue_id for q in c.queues.all()}, set(c.languages or ())) for c in counselors}
     lines = {(q, lang) for queues, languages in skills.values() for q in queues for lang in languages}
+    paused = _pairs_paused(counselors=counselors, now=now)
     waiting = Registration.objects.select_related("customer").filter(status=S.WAITING)
     candidates = []
     for queue_id, language in sorted(lines):
         line = waiting.filter(queue_id=queue_id, language=language).order_by("virtual_arrival", "id")
-        candidates += list(claim(line)[: len(counselors)])
+        # A paused pair may skip the head of a line: look that much further.
+        candidates += list(claim(line)[: len(counselors) + len(paused)])
 
     def serves(counselor: Counselor, registration: Registration) -> bool:
         queues, languages = skills[counselor.id]
-        return registration.queue_id in queues and registration.language in languages
+        fits = registration.queue_id in queues and registration.language in languages
+        return fits and (counselor.id, registration.id) not in paused
 
     pairs = pairing.assign(counselors, candidates, serves=serves, arrival=lambda r: (r.virtual_arrival, r.id))
     made = (_match_create(registration=r, counselor=c, now=now) for r, c in pairs)
     return [match for match in made if match is not None]
+
+
+# Match endings after which the same counselor does not get the same customer
+# straight back: it released it, or the call between them could not be made.
+PAUSED_AFTER = ("call_failed", "released", "call_dropped", "counselor_no_show", "counselor_lost")
+
+
+def _pairs_paused(*, counselors: list[Counselor], now: datetime) -> set[tuple[int, int]]:
+    """Return the (counselor, registration) pairs that ended badly within ``HEARO_REMATCH_PAUSE_SECONDS``.
+
+    Without the pause a released customer, first in line, would go straight
+    back to the counselor who released it, and a call that cannot connect
+    would be retried with the same two every pass; the customer keeps its
+    place and takes the next free counselor instead.
+    """
+    pause = settings.HEARO_REMATCH_PAUSE_SECONDS
+    if pause <= 0:
+        return set()
+    recent = Match.objects.filter(
+        counselor__in=counselors, end_reason__in=PAUSED_AFTER, ended_at__gt=now - timedelta(seconds=pause)
+    )
+    return set(recent.values_list("counselor_id", "registration_id"))
 
 
 class _AlreadyMoved(Exception):
@@ -299,15 +366,7 @@ def _pair_commit(*, match: Match, registration: Registration, counselor: Counsel
 
 
 def _matched_body(*, match: Match, registration: Registration) -> dict:
-    customer = registration.customer
-    return events.matched(
-        customer_id=customer.customer_id,
-        registration_id=registration.id,
-        queue_id=registration.queue_id,
-        identity=customer.identity,  # the recipient's own LiveKit identity
-        room_name=match.room_name,
-        match_id=match.id,
-    )
+    return match_customer_body(match=match, registration=registration, status=S.MATCHED)
 
 
 def _match_assigned_tell(*, match: Match, registration: Registration, counselor: Counselor) -> None:
@@ -324,27 +383,6 @@ def _match_assigned_tell(*, match: Match, registration: Registration, counselor:
             queue_id=registration.queue_id,
             language=registration.language,
             urgent=registration.urgent,
+            join_deadline=match.join_deadline,
         ),
     )
-
-
-def _requeued_tell(requeued: list[Registration], reason: str | None = None) -> None:
-    """Tell each customer put back in the queue (and not matched again) its rank."""
-    version = queue_version()  # this transaction's bump: the rank set below is that version
-    for registration in requeued:
-        registration.refresh_from_db(fields=["status"])
-        rank = registration_rank(registration=registration)
-        if rank is None:
-            continue  # matched again in this very pass; it was told MATCHED
-        eta, why = estimate_for(registration=registration, rank=rank)
-        body = events.waiting(
-            customer_id=registration.customer.customer_id,
-            registration_id=registration.id,
-            queue_id=registration.queue_id,
-            rank=rank,
-            version=version,
-            eta=eta,
-            eta_reason=why,
-            reason=reason,
-        )
-        registration_tell(registration=registration, body=body)

@@ -63,6 +63,13 @@ class Match(models.Model):
     counselor_joined_at = models.DateTimeField(null=True, blank=True)
     # A deadline in an indexed column the sweep filters on (join timeout).
     join_deadline = models.DateTimeField(db_index=True)
+    # The last call-failed reason each side reported: it tried to join, so it is never a no-show.
+    customer_failure = models.CharField(max_length=20, blank=True)
+    counselor_failure = models.CharField(max_length=20, blank=True)
+    # A call one side left (LiveKit participant_left): who, and until when it may come
+    # back before the match ends as call_dropped (an indexed deadline the pass filters on).
+    interrupted_side = models.CharField(max_length=10, blank=True)
+    reconnect_until = models.DateTimeField(null=True, blank=True, db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=40, blank=True)
 
@@ -86,6 +93,15 @@ class Match(models.Model):
     def is_open(self) -> bool:
         return self.ended_at is None
 
+    def tried(self, side: str) -> bool:
+        """Return whether ``side`` tried to join: it joined, or reported that its call failed."""
+        return getattr(self, f"{side}_joined_at") is not None or bool(getattr(self, f"{side}_failure"))
+
+    @property
+    def talked(self) -> bool:
+        """Return whether a call took place (both sides joined)."""
+        return self.customer_joined_at is not None and self.counselor_joined_at is not None
+
     @property
     def customer_identity(self) -> str:
         return self.registration.customer.identity
@@ -105,6 +121,8 @@ class MatchEvent(models.Model):
     match = models.ForeignKey(Match, on_delete=models.CASCADE, related_name="events")
     what = models.CharField(max_length=40)
     actor = models.CharField(max_length=80)
+    # Words a person gave for this step (a counselor's reason for a release).
+    note = models.CharField(max_length=200, blank=True)
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

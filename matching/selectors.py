@@ -225,19 +225,16 @@ def _registration_state(*, registration: Registration) -> dict:
             version=version,
             eta=eta,
             eta_reason=why,
+            reason=_back_in_line_reason(registration=registration),
         )
     if registration.status in (Registration.Status.MATCHED, Registration.Status.IN_CALL):
-        match = Match.objects.filter(registration=registration, ended_at__isnull=True).first()
+        match = (
+            Match.objects.select_related("counselor__user")
+            .filter(registration=registration, ended_at__isnull=True)
+            .first()
+        )
         if match is not None:
-            build = events.matched if registration.status == Registration.Status.MATCHED else events.in_call
-            return build(
-                customer_id=customer_id,
-                registration_id=registration.id,
-                queue_id=registration.queue_id,
-                identity=registration.customer.identity,
-                room_name=match.room_name,
-                match_id=match.id,
-            )
+            return match_customer_body(match=match, registration=registration)
     return events.terminal(
         customer_id=customer_id,
         registration_id=registration.id,
@@ -245,6 +242,47 @@ def _registration_state(*, registration: Registration) -> dict:
         status=registration.status,
         reason=registration.left_reason,
     )
+
+
+def match_customer_body(*, match: Match, registration: Registration, status: str | None = None) -> dict:
+    """Return the MATCHED or IN_CALL message of a visit's open match (IN_CALL: with any interruption).
+
+    ``status`` is the visit's status the message announces (default: the one it has now).
+    """
+    args = {
+        "customer_id": registration.customer.customer_id,
+        "registration_id": registration.id,
+        "queue_id": registration.queue_id,
+        "identity": registration.customer.identity,  # the recipient's own LiveKit identity
+        "room_name": match.room_name,
+        "match_id": match.id,
+        "counselor_name": match.counselor.name,
+        "join_deadline": match.join_deadline,
+    }
+    if (status or registration.status) != Registration.Status.IN_CALL:
+        return events.matched(**args)
+    return events.in_call(**args, interrupted_side=match.interrupted_side, reconnect_until=match.reconnect_until)
+
+
+def requeue_reason(*, reason: str, from_status: str) -> str | None:
+    """Return why a customer is back in line, in the words its page knows (``events.REQUEUE_REASONS``).
+
+    A counselor whose dashboard vanished (``counselor_lost``) is, to the
+    customer, one who never came (before the call) or whose call dropped.
+    """
+    if reason == "counselor_lost":
+        return "call_dropped" if from_status == Registration.Status.IN_CALL else "counselor_no_show"
+    return reason if reason in events.REQUEUE_REASONS else None
+
+
+def _back_in_line_reason(*, registration: Registration) -> str | None:
+    """Return why the visit is back in line, while its newest change is that requeue (a reload still says why)."""
+    newest = registration.events.order_by("-id").values("from_status", "to_status", "reason").first()
+    if not newest or newest["to_status"] != Registration.Status.WAITING:
+        return None
+    if newest["from_status"] not in (Registration.Status.MATCHED, Registration.Status.IN_CALL):
+        return None
+    return requeue_reason(reason=newest["reason"], from_status=newest["from_status"])
 
 
 def registration_by_id_state(registration_id: int) -> dict:
@@ -290,7 +328,7 @@ def match_open_for(*, caller: Caller) -> Match:
 
 def match_open_by_room(*, room_name: str) -> Match | None:
     return (
-        Match.objects.select_related("registration__customer", "counselor")
+        Match.objects.select_related("registration__customer", "counselor__user")
         .filter(room_name=room_name, ended_at__isnull=True)
         .first()
     )
@@ -321,5 +359,6 @@ def visit_timeline(*, registration: Registration) -> list[TimelineEntry]:
     ]
     for event in MatchEvent.objects.filter(match__registration=registration).select_related("match__counselor"):
         what = f"match {event.match_id} with {event.match.counselor}: {event.what}"
+        what += f" ({event.note})" if event.note else ""
         entries.append(TimelineEntry(event.at, what, event.actor))
     return sorted(entries, key=lambda e: e.at)

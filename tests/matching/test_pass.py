@@ -92,6 +92,8 @@ def test_both_sides_are_told_their_own_identity_room_and_match(
         "identity": customer.identity,
         "roomName": match.room_name,
         "matchId": match.id,
+        "counselorName": counselor.name,  # whom the customer will talk to (never the room name)
+        "joinDeadline": events.epoch_ms(match.join_deadline),
         "timestamp": 0,
         "seq": registration.events.order_by("id").last().id,  # the MATCHED history row
     }
@@ -101,6 +103,7 @@ def test_both_sides_are_told_their_own_identity_room_and_match(
     assert (assigned[0]["registrationId"], assigned[0]["customerId"]) == (registration.id, customer.customer_id)
     assert (assigned[0]["roomName"], assigned[0]["matchId"]) == (match.room_name, match.id)
     assert (assigned[0]["queueId"], assigned[0]["language"], assigned[0]["urgent"]) == ("general", "ko", False)
+    assert assigned[0]["joinDeadline"] == events.epoch_ms(match.join_deadline)
     statuses = [b["status"] for b in counselor_bodies(published, counselor) if b.get("type") == "STATUS"]
     assert statuses == ["BUSY"]
 
