@@ -21,7 +21,7 @@ from common.db import claim
 from common.logs import event_on_commit
 from matching import pairing
 from matching.counselors import ON_LEASE, counselor_status_change
-from matching.handoff import (
+from matching.endings import (
     match_abandon_by_customer,
     match_drop,
     match_fail,

@@ -41,6 +41,7 @@ LAYERS = {
         {"matching", "matching.models", "matching.pairing"},
         {"matching.migrations.*", "matching.livekit", "matching.selectors", "matching.triggers"},
         {"matching.counselors"},
+        {"matching.endings"},
         {"matching.handoff"},
         {"matching.matcher"},
         {"matching.tasks", "matching.inprocess"},
