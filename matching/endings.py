@@ -15,7 +15,7 @@ from common import events, publish
 from common.logs import event_on_commit
 from matching.counselors import counselor_free, counselor_lock, counselor_status_change
 from matching.models import Counselor, Match, MatchEvent
-from matching.selectors import estimate_for
+from matching.selectors import registration_waiting_body
 from queues.models import Registration
 from queues.selectors import queue_version, registration_rank
 from queues.services import queue_changed, registration_leave, registration_requeue, registration_tell
@@ -89,17 +89,7 @@ def requeued_tell(requeued: list[tuple[Registration, str | None]]) -> None:
         rank = registration_rank(registration=registration)
         if rank is None:
             continue  # matched again in this very pass; it was told MATCHED
-        eta, why = estimate_for(registration=registration, rank=rank)
-        body = events.waiting(
-            customer_id=registration.customer.customer_id,
-            registration_id=registration.id,
-            queue_id=registration.queue_id,
-            rank=rank,
-            version=version,
-            eta=eta,
-            eta_reason=why,
-            reason=reason,
-        )
+        body = registration_waiting_body(registration=registration, rank=rank, version=version, reason=reason)
         registration_tell(registration=registration, body=body)
 
 

@@ -211,20 +211,28 @@ def registration_state(*, registration: Registration) -> dict:
     return state
 
 
+def registration_waiting_body(*, registration: Registration, rank: int, version: int, reason: str | None) -> dict:
+    """Return a WAITING visit's message: its rank in its line, the estimate, and why it moved (if news)."""
+    eta, why = estimate_for(registration=registration, rank=rank)
+    return events.waiting(
+        customer_id=registration.customer.customer_id,
+        registration_id=registration.id,
+        queue_id=registration.queue_id,
+        rank=rank,
+        version=version,
+        eta=eta,
+        eta_reason=why,
+        reason=reason,
+    )
+
+
 def _registration_state(*, registration: Registration) -> dict:
     customer_id = registration.customer.customer_id
     if registration.status == Registration.Status.WAITING:
-        version = queue_version()
-        rank = registration_rank(registration=registration)
-        eta, why = estimate_for(registration=registration, rank=rank)
-        return events.waiting(
-            customer_id=customer_id,
-            registration_id=registration.id,
-            queue_id=registration.queue_id,
-            rank=rank,
-            version=version,
-            eta=eta,
-            eta_reason=why,
+        return registration_waiting_body(
+            registration=registration,
+            rank=registration_rank(registration=registration),
+            version=queue_version(),
             reason=_back_in_line_reason(registration=registration),
         )
     if registration.status in (Registration.Status.MATCHED, Registration.Status.IN_CALL):
