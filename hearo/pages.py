@@ -81,7 +81,6 @@ def waiting_strings() -> dict:
     """Return the waiting page's texts in the request's language."""
     return {
         **tier_strings(),
-        "eta.estimating": _("estimating…"),
         "eta.soon": _("less than a minute"),
         "eta.minutes": _("about %(minutes)s min"),
         "status.WAITING": _("Waiting for a counselor"),
@@ -91,7 +90,6 @@ def waiting_strings() -> dict:
         "status.CANCELLED": _("You left the queue"),
         "status.EXPIRED": _("Your place in the queue expired"),
         "announce.MATCHED": _("A counselor is ready for you. Join the call when you are ready."),
-        "rank.next": _("You are next."),
         "ended.completed": _("Thank you for talking with us. We hope it helped."),
         "ended.cancelled": _("You are no longer in the queue. You can join again whenever you are ready."),
         "ended.lease_expired": _(
@@ -111,6 +109,98 @@ def waiting_strings() -> dict:
         "error.generic": _("Something went wrong: %(detail)s"),
         "anonymous": _("Guest"),
         **routing_strings(),
+        **handoff_strings(),
+        **wait_strings(),
+    }
+
+
+def handoff_strings() -> dict:
+    """Return the waiting page's texts about the call: who is ready, the time left, what went wrong and why."""
+    return {
+        "matched.title": _("A counselor is ready for you"),
+        "matched.title.named": _("%(name)s is ready to talk with you"),
+        "matched.lede": _("Your counselor is keeping this time for you. Join the call when you are ready."),
+        "call.title": _("You are in your call"),
+        "call.title.named": _("You are in your call with %(name)s"),
+        "announce.IN_CALL": _("Your counselor has joined. You are in the call."),
+        "countdown.over": _("the time is up; we are checking"),
+        "interrupted.customer.title": _("Your connection to the call dropped"),
+        "interrupted.customer": _("Press “Reconnect” to continue the call. You have %(time)s."),
+        "interrupted.customer.now": _("Press “Reconnect” to continue the call."),
+        "interrupted.counselor.title": _("Your counselor's connection dropped"),
+        "interrupted.counselor": _(
+            "Please stay on this page: they have %(time)s to reconnect. "
+            "If they cannot, you go back to the front of the line."
+        ),
+        # Back in line: what happened, that it is not the customer's fault, and where they are now.
+        "back.call_failed.title": _("We couldn't connect the call"),
+        "back.call_failed": _(
+            "It's not your fault. You're back at the front of the line, "
+            "and we will connect you with the next counselor who is free."
+        ),
+        "back.released.title": _("Your counselor couldn't take this call"),
+        "back.released": _(
+            "It's not your fault. You're back at the front of the line, "
+            "and we will connect you with the next counselor who is free."
+        ),
+        "back.counselor_no_show.title": _("Your counselor couldn't join in time"),
+        "back.counselor_no_show": _(
+            "It's not your fault. You're back at the front of the line, "
+            "and we will connect you with the next counselor who is free."
+        ),
+        "back.call_dropped.title": _("Your call was cut off"),
+        "back.call_dropped": _(
+            "It's not your fault. You're back at the front of the line, "
+            "and we will connect you with the next counselor who is free."
+        ),
+        "back.default.title": _("The call did not start"),
+        "back.default": _("It's not your fault. You're back at the front of the line."),
+        "ended.call_dropped": _(
+            "Your call was cut off and could not be resumed. It's not your fault. "
+            "If you would like to keep talking, you can join the line again."
+        ),
+        "mic.test": _("Test my microphone"),
+        "mic.stop": _("Stop the test"),
+        "mic.listening": _("Say something: the bar should move when you speak."),
+        "mic.ok": _("We can hear you. Your microphone works."),
+        "mic.silent": _("We could not hear anything. Check that your microphone is not muted, then test again."),
+        "mic.denied": _(
+            "Your browser did not allow the microphone. Click the lock or microphone icon next to the web "
+            "address, allow the microphone, then test again. You can still join the call and listen."
+        ),
+        "mic.none": _(
+            "We could not find a microphone. Plug one in (or use your phone), then test again. "
+            "You can still join the call and listen."
+        ),
+        "mic.unsupported": _("This browser cannot test the microphone. You can still join the call."),
+    }
+
+
+def wait_strings() -> dict:
+    """Return the waiting page's texts about the wait: the estimate, time waited, alerts, the connection."""
+    return {
+        "eta.no_counselor_online": _("no counselor is online right now"),
+        "eta.checking": _("checking…"),
+        "waited.soon": _("less than a minute"),
+        "waited.minutes": _("%(minutes)s min"),
+        "waited.hours": _("%(hours)s h %(minutes)s min"),
+        "rank.note.1": _("You are next."),
+        "rank.note.2": _("Almost there: one person is ahead of you."),
+        "notify.keep_open": _("Please keep HearO open nearby."),
+        "notify.matched_body": _("Come back to HearO to join the call."),
+        "notify.on": _("We will also show a notification when it is your turn."),
+        "title.flash": _("● Your counselor is ready"),
+        # What the customer reads about the connection; the transport is in the support details.
+        "connection.connecting": _("Connecting…"),
+        "connection.offline": _("Reconnecting…"),
+        "connection.stomp": _("Live"),
+        "connection.sockjs": _("Live (compatibility mode)"),
+        "connection.raw": _("Live (compatibility mode)"),
+        "connection.poll": _("Checking every %(seconds)s s"),
+        "connection.lost": _("The connection dropped. We are reconnecting, and you keep your place."),
+        "connection.back": _("Connected again. Your place is up to date."),
+        "stale.seconds": _("Last updated %(seconds)s s ago · reconnecting, you keep your place"),
+        "stale.minutes": _("Last updated %(minutes)s min ago · reconnecting, you keep your place"),
     }
 
 

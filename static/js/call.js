@@ -74,12 +74,22 @@ export async function joinCall({ grant, confirm, fail, livekitUrl, livekitScript
     const unreachable =
       error instanceof CallUnreachable ? error : new CallUnreachable(String(error?.message ?? error));
     // Tell HearO before giving up; if that fails too, the join deadline still ends the match.
-    if (fail) await fail(unreachable.reason).catch(() => {});
+    // (A fail that throws, or returns no promise, must not hide the CallUnreachable.)
+    if (fail) await Promise.resolve().then(() => fail(unreachable.reason)).catch(() => {});
     throw unreachable;
   }
-  // Without a microphone (or permission) the customer can still listen.
-  await room.localParticipant.setMicrophoneEnabled(true).catch(() => {});
-  await confirm();
+  // Without a microphone (or permission) the customer can still listen; a refusal is worth
+  // telling HearO (recorded only: the side may allow it and retry), so the other side knows why.
+  await room.localParticipant.setMicrophoneEnabled(true).catch((error) => {
+    if (fail && error?.name === "NotAllowedError") Promise.resolve().then(() => fail("permission_denied")).catch(() => {});
+  });
+  try {
+    await confirm();
+  } catch (error) {
+    // Not confirmed (the match ended meanwhile, or HearO is unreachable): do not stay in the room unseen.
+    Promise.resolve(room.disconnect()).catch(() => {});
+    throw error;
+  }
   if (onDisconnected) room.on("disconnected", () => onDisconnected());
   onStep("joined");
   return room;

@@ -23,6 +23,14 @@ export function etaWords(seconds, strings) {
   return format(strings["eta.minutes"], { minutes: Math.round(seconds / 60) });
 }
 
+/** Return a time already waited in words: "less than a minute", "12 min", "1 h 5 min". */
+export function waitedWords(ms, strings) {
+  const minutes = Math.floor(Math.max(0, ms) / 60_000);
+  if (minutes < 1) return strings["waited.soon"];
+  if (minutes < 60) return format(strings["waited.minutes"], { minutes });
+  return format(strings["waited.hours"], { hours: Math.floor(minutes / 60), minutes: minutes % 60 });
+}
+
 /** Return a moment as "today at 09:00", "tomorrow at 09:00" or "Tuesday 3 March at 09:00". */
 export function whenWords(ms, strings) {
   const at = new Date(ms);

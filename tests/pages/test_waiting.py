@@ -23,7 +23,10 @@ def test_two_customers_see_ranks_1_and_2_and_the_second_moves_up_when_the_first_
         first.expect_tier("stomp", "websocket")
         second.expect_tier("stomp", "websocket")
         expect(second.page.locator("#status-text")).to_have_text("Waiting for a counselor")
-        expect(second.page.locator("#eta")).to_have_text("estimating…")  # nobody on shift yet
+        # Never blank, never "estimating…": nobody is on shift, but the server's wait board is cached
+        # for a few seconds, so right after another test it may still count that test's counselor.
+        honest = re.compile(r"^(no counselor is online right now|about \d+ min|less than a minute)$")
+        expect(second.page.locator("#eta")).to_have_text(honest)
         expect(second.page.locator("#tier-text")).to_have_text("Live · STOMP over WebSocket")
         # Screen readers hear the rank change: it lives in a polite live region.
         expect(second.page.locator("[aria-live=polite]").locator("#rank")).to_have_count(1)
