@@ -16,9 +16,10 @@ from common.errors import Conflict, DomainError, NotFound
 from common.logs import event_on_commit
 from matching import triggers
 from matching.models import Counselor, CounselorEvent
-from matching.selectors import wait_stats_forget
+from matching.selectors import SERVING, wait_stats_forget
 from queues import leases
 from queues.models import Queue
+from queues.selectors import queue_version
 from queues.services import queue_default
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ def counselor_status_change(
         reason=reason,
     )
     transaction.on_commit(wait_stats_forget)
+    if (was in SERVING) != (status in SERVING):
+        staffing_changed(queue_ids=set(counselor.queues.values_list("queue_id", flat=True)))
     if status == C.AVAILABLE:
         # Every freed seat passes through here: a status click, a completed
         # call, a customer no-show or cancel. Ask for a pass once it commits.
@@ -77,6 +80,16 @@ def counselor_status_change(
         # And once more when the wrap-up runs out, rather than at the next beat.
         transaction.on_commit(partial(triggers.request_match_pass, after=wrap_up_seconds), robust=True)
     return True
+
+
+def staffing_changed(*, queue_ids: set[str]) -> None:
+    """After commit, tell every node's hub that who serves these queues changed: their estimates move.
+
+    Not a change of order, so the queue version is not bumped; the hubs re-read
+    the wait board and push the customers whose estimate is news.
+    """
+    if queue_ids:
+        publish.queue_changed(version=queue_version(), queue_ids=sorted(queue_ids), reason="staffing")
 
 
 def counselor_free(*, counselor: Counselor, actor: str, reason: str, wrap_up_seconds: int = 0) -> bool:
@@ -203,6 +216,7 @@ def counselor_skills_change(
     counselor = Counselor.objects.select_for_update().select_related("user").filter(counselor_id=counselor_id).first()
     if counselor is None:
         raise NotFound(f"no counselor {counselor_id!r}")
+    served_before = set(counselor.queues.values_list("queue_id", flat=True))
     if queue_ids is not None:
         queues = list(Queue.objects.filter(queue_id__in=queue_ids))
         missing = sorted(set(queue_ids) - {q.queue_id for q in queues})
@@ -226,5 +240,7 @@ def counselor_skills_change(
         actor=actor,
     )
     transaction.on_commit(wait_stats_forget)
+    if counselor.status in SERVING:
+        staffing_changed(queue_ids=served_before | {q.queue_id for q in queues})
     transaction.on_commit(triggers.request_match_pass, robust=True)
     return counselor

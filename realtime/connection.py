@@ -162,6 +162,7 @@ class PushConnection:
             return  # a fresher customer event arrived while we were reading
         if state.get("status") == "WAITING":
             watcher.last_rank, watcher.queue_id = state["rank"], state.get("queueId")
+            watcher.last_eta = (state.get("estimatedWaitSeconds"), state.get("estimatedWaitReason"))
         else:
             self.left_queue = True
         await self.deliver(topic, state)

@@ -23,7 +23,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from common import events, metrics
-from matching.selectors import WaitBoard, wait_board
+from matching.selectors import WaitBoard, wait_board, wait_stats_forget
 from queues.selectors import QueueOrder, queue_order
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ SAFETY_REFRESH_SECONDS = 30
 SLICE_SECONDS = 0.002
 # How long the pub/sub connection may sit idle before it is pinged.
 HEALTH_CHECK_SECONDS = 15
+# Broadcasts that change who serves a line, not its order: the estimates move.
+STAFFING_REASONS = frozenset({"staffing", "queue_configured"})
 
 
 @dataclass(eq=False)
@@ -50,12 +52,29 @@ class Watcher:
     customer_id: str = ""
     last_rank: int | None = None
     queue_id: str | None = None  # the queue the last rank was in (an overflow moves it)
+    # (estimatedWaitSeconds, estimatedWaitReason) last told; None: not known, never pushed for alone
+    last_eta: tuple | None = None
     last_stats: tuple | None = field(default=None)
 
 
-def _read(queue_ids: frozenset[str] | None = None) -> tuple[QueueOrder, WaitBoard]:
-    """Read the lines of these queues (None: all) and the wait board: the hub's one database hop."""
+def _read(queue_ids: frozenset[str] | None = None, fresh_board: bool = False) -> tuple[QueueOrder, WaitBoard]:
+    """Read the lines of these queues (None: all) and the wait board: the hub's one database hop.
+
+    ``fresh_board``: who serves the lines changed, so the briefly cached board is stale.
+    """
+    if fresh_board:
+        wait_stats_forget()
     return queue_order(queue_ids=queue_ids), wait_board()
+
+
+def eta_moved(before: tuple | None, after: tuple) -> bool:
+    """Return whether a new estimate is news: its reason changed, or it moved by a minute and a tenth."""
+    if before is None:
+        return False
+    (was, was_why), (now, now_why) = before, after
+    if was_why != now_why or (was is None) != (now is None):
+        return True
+    return was is not None and abs(now - was) >= max(60, was // 10)
 
 
 class RankHub:
@@ -70,6 +89,8 @@ class RankHub:
         # customer was let in ahead of others.
         self._pending: set[str] | None = None
         self._urgent: set[tuple[str, str | None]] = set()
+        # Who serves the lines changed (a counselor on or off shift, staff settings): re-read the board.
+        self._staffing = False
         # queue id -> (waiting, when its longest-waiting customer joined), for the dashboards
         self.summaries: dict[str, tuple[int, object]] = {}
         self._tasks: list[asyncio.Task] = []
@@ -124,6 +145,8 @@ class RankHub:
         if (message or {}).get("reason") == "urgent_joined" and queues:
             language = (message or {}).get("language")
             self._urgent.update((queue_id, language) for queue_id in queues)
+        if (message or {}).get("reason") in STAFFING_REASONS:
+            self._staffing = True
         self._dirty.set()
 
     def _changed_all(self) -> None:
@@ -199,8 +222,9 @@ class RankHub:
             changed_at, self._changed_at = self._changed_at, None
             queues, self._pending = self._pending, None
             urgent, self._urgent = self._urgent, set()
+            staffing, self._staffing = self._staffing, False
             try:
-                if await self.refresh(queues, urgent=urgent) and changed_at is not None:
+                if await self.refresh(queues, urgent=urgent, staffing=staffing) and changed_at is not None:
                     metrics.fanout.observe(time.monotonic() - changed_at)
             except asyncio.CancelledError:
                 raise
@@ -209,12 +233,14 @@ class RankHub:
                 await asyncio.sleep(1)
                 self._changed_all()
 
-    async def refresh(self, queue_ids: set[str] | None = None, *, urgent: set[tuple] = frozenset()) -> int:
-        """Read the changed queues once and push changed ranks; return how many pushes."""
+    async def refresh(
+        self, queue_ids: set[str] | None = None, *, urgent: set[tuple] = frozenset(), staffing: bool = False
+    ) -> int:
+        """Read the changed queues once and push changed ranks and estimates; return how many pushes."""
         if not self.customers and not self.counselors:
             return 0
         read = frozenset(queue_ids) if queue_ids is not None else None
-        snapshot, board = await database_sync_to_async(_read)(read)
+        snapshot, board = await database_sync_to_async(_read)(read, staffing)
         self.refreshes += 1
         pushes = await self._push_ranks(snapshot, board, urgent)
         return pushes + await self._push_queue_stats(snapshot)
@@ -239,9 +265,10 @@ class RankHub:
                 continue  # not in a queue read now (or gone: its own message says so)
             (queue_id, language), rank = found
             for watcher in list(watchers):
-                if rank == watcher.last_rank and queue_id == watcher.queue_id:
-                    continue
                 eta, why = board.estimate(queue_id=queue_id, language=language, rank=rank)
+                same = rank == watcher.last_rank and queue_id == watcher.queue_id
+                if same and not eta_moved(watcher.last_eta, (eta, why)):
+                    continue
                 # Pushed back in the same line: a rank from another queue (before an
                 # overflow) says nothing about who was let in ahead here.
                 same_line = watcher.last_rank is not None and queue_id == watcher.queue_id
@@ -258,7 +285,7 @@ class RankHub:
                     # Why the number went up: someone at risk was let in ahead.
                     reason="urgent_ahead" if pushed_back and urgent_here else None,
                 )
-                watcher.last_rank, watcher.queue_id = rank, queue_id
+                watcher.last_rank, watcher.queue_id, watcher.last_eta = rank, queue_id, (eta, why)
                 pushes += await self._safe_push(watcher, body)
                 if time.monotonic() > slice_ends:
                     # Let heartbeats and other sockets in: a refresh for

@@ -6,6 +6,7 @@ the field and reports call_failed through the real server.
 """
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -120,7 +121,7 @@ def shoot(page: Page, name: str, *, readme: bool = False) -> None:
     for width in (1100, 1440):
         page.set_viewport_size({"width": width, "height": 900})
         path = screenshot(page, f"{name}-{width}")
-        if readme and width == 1440:
+        if readme and width == 1440 and os.environ.get("HEARO_README_SCREENSHOTS") == "1":
             README_SHOT.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, README_SHOT)
     page.set_viewport_size({"width": 1100, "height": 900})
