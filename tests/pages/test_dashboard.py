@@ -50,7 +50,7 @@ def test_a_counselor_goes_available_and_both_pages_show_the_same_room_within_a_s
         screenshot(customer.page, "waiting-matched")
 
         # The customer reads whom it will talk to; the room id is only for the call (and support).
-        expect(customer.page.locator("#matched-lede")).to_contain_text("Alice")
+        expect(customer.page.locator("#matched-title")).to_contain_text("Alice")
         # The customer's room token names the same room. No LiveKit server runs here (the page's
         # Join would report call-failed and end the match: test_waiting_people covers that path).
         status, grant = site.call("POST", "/api/livekit/token", headers=customer.bearer())

@@ -300,9 +300,9 @@ async def test_a_hub_rereads_only_the_queue_that_changed_and_pushes_only_its_cus
 
     reads: list[frozenset[str] | None] = []
 
-    def recording_read(queue_ids=None):
+    def recording_read(queue_ids=None, fresh_board=False):
         reads.append(queue_ids)
-        return _read(queue_ids)
+        return _read(queue_ids, fresh_board)
 
     monkeypatch.setattr(hub_module, "_read", recording_read)
     leaver = lines[("youth", "en")][4]
