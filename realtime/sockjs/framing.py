@@ -18,6 +18,7 @@ GO_AWAY = (3000, "Go away!")
 STREAMING_PRELUDE = "h" * 2048 + "\n"
 EVENTSOURCE_PRELUDE = "\r\n"
 _CALLBACK = re.compile(r"[a-zA-Z0-9_.]{1,64}")
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
 
 HTMLFILE_HEAD = """<!doctype html>
 <html><head>
@@ -32,16 +33,18 @@ HTMLFILE_HEAD = """<!doctype html>
     window.onload = function() {c.stop();};
   </script>"""
 
+# The reference servers' page, byte for byte but for the script's URL: the
+# script first (so SockJS exists), then the bootstrap.
 IFRAME = """<!DOCTYPE html>
 <html>
 <head>
   <meta http-equiv="X-UA-Compatible" content="IE=edge" />
   <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
+  <script src="%s"></script>
   <script>
     document.domain = document.domain;
-    _sockjs_onload = function(){SockJS.bootstrap_iframe();};
+    SockJS.bootstrap_iframe();
   </script>
-  <script src="%s"></script>
 </head>
 <body>
   <h2>Don't panic!</h2>
@@ -69,13 +72,18 @@ def decode(payload: str) -> list[str]:
     """Return the messages of an inbound payload: a JSON array of strings, or one string."""
     try:
         value = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: ``[[[[…`` nested past the interpreter's limit. Nothing
+        # valid nests at all, so it is broken JSON, not a server fault.
         raise BrokenJson("Broken JSON encoding.") from None
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise BrokenJson("Broken JSON encoding.")
-    return value
+    # JSON may escape half a surrogate pair (``"\\ud800"``); such a string has
+    # no UTF-8 form, so it would fail the first time anything encodes it.
+    if any(_SURROGATE.search(t) for t in texts):
+        raise BrokenJson("Broken JSON encoding.")
+    return texts
 
 
 def valid_callback(name: str | None) -> bool:
@@ -102,4 +110,6 @@ def htmlfile_frame(frame: str) -> str:
 
 
 def jsonp_frame(callback: str, frame: str) -> str:
-    return f"{callback}({json.dumps(frame)});\r\n"
+    # The leading comment stops a browser from treating a reflected callback
+    # name as the start of a file it offers to save (the reference servers do so).
+    return f"/**/{callback}({json.dumps(frame)});\r\n"

@@ -21,15 +21,21 @@ from realtime.sockjs import framing
 from realtime.sockjs.services import Service
 from realtime.sockjs.session import Session
 
-NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0"
+# no-transform everywhere: a proxy that recompresses or rewrites a stream
+# buffers it, and the client then sees nothing until the response ends.
+NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
 ONE_YEAR = 31536000
+CACHE_A_YEAR = f"public, max-age={ONE_YEAR}, no-transform"
 MAX_PAYLOAD = 2 * 1024 * 1024  # a 1 MiB STOMP frame, JSON-escaped, fits
 _SESSION_PATH = re.compile(r"^/([^/.]+)/([^/.]+)/([a-z_]+)$")
 _IFRAME = re.compile(r"^/iframe(-[^/]*)?\.html$")
 
 JS = "application/javascript; charset=UTF-8"
 TEXT = "text/plain; charset=UTF-8"
-# (method, transport) -> handler name; OPTIONS answers the preflight for POST ones.
+EVENT_STREAM = "text/event-stream"  # exactly, no charset: as the protocol's tests and reference servers have it
+# The transports a page reaches with CORS requests: they answer preflights.
+CORS_TRANSPORTS = {"xhr", "xhr_send", "xhr_streaming"}
+# transport -> (method, handler name).
 TRANSPORTS = {
     "xhr": ("POST", "xhr_poll"),
     "xhr_send": ("POST", "xhr_send"),
@@ -54,11 +60,18 @@ class Request:
         return self.headers.get("origin")
 
     def cors(self) -> list[tuple[str, str]]:
+        """Allow the requesting page, with credentials; a request with no Origin gets ``*`` alone.
+
+        ``null`` (a sandboxed iframe, a file:// page) is echoed like any origin:
+        browsers refuse ``*`` together with credentials, so ``*`` goes out only
+        without them.
+        """
         origin = self.origin
-        headers = [
-            ("Access-Control-Allow-Origin", origin if origin and origin != "null" else "*"),
-            ("Access-Control-Allow-Credentials", "true"),
-        ]
+        if origin:
+            headers = [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Credentials", "true")]
+        else:
+            headers = [("Access-Control-Allow-Origin", "*")]
+        headers.append(("Vary", "Origin"))
         if self.headers.get("access-control-request-headers"):
             headers.append(("Access-Control-Allow-Headers", self.headers["access-control-request-headers"]))
         return headers
@@ -80,10 +93,29 @@ class Request:
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
         return len(data)
 
+    @property
+    def http10(self) -> bool:
+        return self.scope.get("http_version") == "1.0"
+
     async def respond(self, status: int, body: str = "", content_type: str | None = TEXT, headers=()) -> None:
+        """Send a whole response: uncached unless ``headers`` say otherwise, its length always given.
+
+        Content-Length lets an HTTP/1.0 client (no chunking) tell the end of
+        the body without waiting for the connection to close.
+        """
+        data = body.encode()
         base = [("Content-Type", content_type)] if content_type else []
+        if not any(name.lower() == "cache-control" for name, _ in headers):
+            base.append(("Cache-Control", NO_CACHE))
+        if status not in (204, 304):  # these have no body, so no length either
+            base.append(("Content-Length", str(len(data))))
         await self.start(status, [*base, *headers])
-        await self.write(body, more=False)
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+
+    async def start_stream(self, content_type: str, headers: list[tuple[str, str]]) -> None:
+        """Start a response whose length nobody knows yet: chunked in HTTP/1.1, ended by a close in 1.0."""
+        closing = [("Connection", "close")] if self.http10 else []
+        await self.start(200, [("Content-Type", content_type), *closing, *headers])
 
     async def body(self) -> bytes:
         chunks, size = [], 0
@@ -102,6 +134,18 @@ class Request:
     async def wait_for_disconnect(self) -> None:
         while (await self.receive())["type"] != "http.disconnect":
             pass
+
+
+def cached_for_a_year() -> list[tuple[str, str]]:
+    return [("Cache-Control", CACHE_A_YEAR), ("Expires", formatdate(usegmt=True, timeval=time.time() + ONE_YEAR))]
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header (a list, ``*``, weak tags) names ``etag``."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 def allowed_origin(origin: str | None) -> bool:
@@ -161,7 +205,7 @@ class SockJSApp:
         if transport not in TRANSPORTS:
             return await request.respond(404, "Not found.")
         method, handler = TRANSPORTS[transport]
-        if request.method == "OPTIONS" and method == "POST":
+        if request.method == "OPTIONS" and transport in CORS_TRANSPORTS:
             return await self.options(request, "OPTIONS, POST")
         if request.method != method:
             return await request.respond(404, "Not found.")
@@ -178,13 +222,11 @@ class SockJSApp:
             "origins": ["*:*"],
             "entropy": secrets.randbits(32),
         }
-        headers = [("Cache-Control", NO_CACHE), *request.cors()]
-        await request.respond(200, json.dumps(body), "application/json; charset=UTF-8", headers)
+        await request.respond(200, json.dumps(body), "application/json; charset=UTF-8", request.cors())
 
     async def options(self, request: Request, methods: str) -> None:
         headers = [
-            ("Cache-Control", f"public, max-age={ONE_YEAR}"),
-            ("Expires", formatdate(usegmt=True, timeval=time.time() + ONE_YEAR)),
+            *cached_for_a_year(),
             ("Access-Control-Max-Age", str(ONE_YEAR)),
             ("Access-Control-Allow-Methods", methods),
             *request.cors(),
@@ -195,13 +237,10 @@ class SockJSApp:
     async def iframe(self, request: Request) -> None:
         body = framing.IFRAME % static("vendor/sockjs/sockjs.min.js")
         etag = '"' + hashlib.md5(body.encode(), usedforsecurity=False).hexdigest() + '"'
-        if request.headers.get("if-none-match") == etag:
-            return await request.respond(304, "", None, [("ETag", etag)])
-        headers = [
-            ("Cache-Control", f"public, max-age={ONE_YEAR}"),
-            ("Expires", formatdate(usegmt=True, timeval=time.time() + ONE_YEAR)),
-            ("ETag", etag),
-        ]
+        headers = [*cached_for_a_year(), ("ETag", etag)]
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            # A 304 repeats the validators and caching headers, without a body or its type.
+            return await request.respond(304, "", None, headers)
         await request.respond(200, body, "text/html; charset=UTF-8", headers)
 
     async def websocket_over_http(self, request: Request) -> None:
@@ -220,30 +259,36 @@ class SockJSApp:
         delay = request.service.disconnect_delay
         return await registry.create(sid, request.service.handler(), request.scope, disconnect_delay=delay), True
 
-    async def receive_into(self, request: Request, sid: str, *, form: bool = False) -> None:
-        """Read an xhr_send / jsonp_send payload into the session."""
+    async def receive_into(self, request: Request, sid: str, headers: list, *, form: bool = False) -> bool:
+        """Read an xhr_send / jsonp_send payload into the session; False if it was answered with an error."""
         session = request.service.registry.get(sid)
         if session is None:
-            return await request.respond(404, "Not found.", headers=request.cookie())
+            await request.respond(404, "Not found.", headers=headers)
+            return False
         raw = (await request.body()).decode("utf-8", "replace")
         if form and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             raw = (parse_qs(raw).get("d") or [""])[0]
         if not raw:
-            return await request.respond(500, "Payload expected.", headers=request.cookie())
+            await request.respond(500, "Payload expected.", headers=headers)
+            return False
         try:
             texts = framing.decode(raw)
         except framing.BrokenJson:
-            return await request.respond(500, "Broken JSON encoding.", headers=request.cookie())
+            await request.respond(500, "Broken JSON encoding.", headers=headers)
+            return False
         await session.deliver(texts)
-        return None
+        return True
 
     async def xhr_send(self, request: Request, sid: str) -> None:
-        if await self.receive_into(request, sid) is None and not request.started:
-            await request.respond(204, "", TEXT, [("Cache-Control", NO_CACHE), *request.cors(), *request.cookie()])
+        # CORS on the errors too, so a cross-origin page can read why.
+        headers = [*request.cors(), *request.cookie()]
+        if await self.receive_into(request, sid, headers):
+            await request.respond(204, "", TEXT, headers)
 
     async def jsonp_send(self, request: Request, sid: str) -> None:
-        if await self.receive_into(request, sid, form=True) is None and not request.started:
-            await request.respond(200, "ok", TEXT, [("Cache-Control", NO_CACHE), *request.cookie()])
+        headers = request.cookie()
+        if await self.receive_into(request, sid, headers, form=True):
+            await request.respond(200, "ok", TEXT, headers)
 
     async def xhr_poll(self, request: Request, sid: str) -> None:
         await request.body()
@@ -262,8 +307,7 @@ class SockJSApp:
         await self.stream(request, sid, JS, framing.STREAMING_PRELUDE, framing.xhr_frame, cors=True)
 
     async def eventsource(self, request: Request, sid: str) -> None:
-        content_type = "text/event-stream; charset=UTF-8"
-        await self.stream(request, sid, content_type, framing.EVENTSOURCE_PRELUDE, framing.eventsource_frame)
+        await self.stream(request, sid, EVENT_STREAM, framing.EVENTSOURCE_PRELUDE, framing.eventsource_frame)
 
     async def htmlfile(self, request: Request, sid: str) -> None:
         callback = (request.query.get("c") or [None])[0]
@@ -309,7 +353,7 @@ class SockJSApp:
     async def stream(self, request: Request, sid: str, content_type: str, prelude: str, wrap, *, cors=False):
         """Hold the response open and write frames until the limit, a close, or the client leaves."""
         session, _ = await self.session_for(request, sid)
-        await request.start(200, [("Content-Type", content_type), *self._headers(request, cors)])
+        await request.start_stream(content_type, self._headers(request, cors))
         await request.write(prelude)
         if not session.attach(request):
             await request.write(wrap(framing.close(*framing.ANOTHER_CONNECTION)), more=False)

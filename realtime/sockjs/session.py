@@ -34,6 +34,7 @@ class Session:
         self.disconnect_delay = disconnect_delay
         self.outbox: list[str] = []
         self.close_frame: str | None = None
+        self.close_reason: tuple[int, str] | None = None  # what a WebSocket's close frame says
         self.receiver: object | None = None
         self.opened = False
         self.gone = False
@@ -50,6 +51,7 @@ class Session:
 
     def close(self, code: int = framing.GO_AWAY[0], reason: str = framing.GO_AWAY[1]) -> None:
         if self.close_frame is None:
+            self.close_reason = (code, reason)
             self.close_frame = framing.close(code, reason)
             self.wakeup.set()
 

@@ -3,6 +3,12 @@
 Every WebSocket is its own session (the protocol allows reusing a session id
 across sockets). Inbound messages are JSON strings or arrays of strings;
 broken JSON ends the socket at once, as the protocol says.
+
+A session's close ends the socket with the session's code and reason (the
+close service's ``3000 "Go away!"``), in the ASGI ``reason`` key (ASGI 2.3).
+Daphne 4.2 sends the code but drops the reason (django/daphne#374), so behind
+Daphne the framed transport's ``c[code,"reason"]`` frame is where a client
+reads it; ``tests/realtime/test_sockjs_conformance.py`` pins that limit.
 """
 
 import asyncio
@@ -11,9 +17,17 @@ import json
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
+from realtime.consumers import application_close_code
 from realtime.sockjs import framing
 from realtime.sockjs.services import Service
 from realtime.sockjs.session import Session
+
+BROKEN_FRAMING = (3000, "Broken framing.")
+
+
+def close_message(code: int, reason: str) -> dict:
+    """Return the ``websocket.close`` for a SockJS close, its code one a server may send."""
+    return {"type": "websocket.close", "code": application_close_code(code), "reason": reason}
 
 
 class SockJSWebsocketConsumer(AsyncConsumer):
@@ -41,7 +55,7 @@ class SockJSWebsocketConsumer(AsyncConsumer):
             while frame is not None:
                 await self.send({"type": "websocket.send", "text": frame})
                 if frame == self.session.close_frame:
-                    await self.send({"type": "websocket.close", "code": 1000})
+                    await self.send(close_message(*self.session.close_reason))
                     return
                 frame = self.session.next_frame()
             if not await self.session.wait(self.service.heartbeat_delay):
@@ -56,7 +70,8 @@ class SockJSWebsocketConsumer(AsyncConsumer):
         try:
             texts = framing.decode(text)
         except framing.BrokenJson:
-            await self.send({"type": "websocket.close", "code": 4002})  # abruptly, as the protocol says
+            # Abruptly, as the protocol says, with the reference servers' code and reason.
+            await self.send(close_message(*BROKEN_FRAMING))
             return
         await self.session.deliver(texts)
 
@@ -75,7 +90,7 @@ class RawWebsocketConsumer(SockJSWebsocketConsumer):
         while True:
             frame = self.session.next_frame()
             if frame is not None and frame == self.session.close_frame:
-                await self.send({"type": "websocket.close", "code": 1000})
+                await self.send(close_message(*self.session.close_reason))
                 return
             if frame is not None:
                 for text in json.loads(frame[1:]):

@@ -58,7 +58,7 @@ def test_info_describes_the_server_uncached_with_cors_and_fresh_entropy(port):
     response, body = text(port, "GET", "/sockjs-test/echo/info", headers={"Origin": "http://x.test"})
     info = json.loads(body)
     assert info["websocket"] is True and info["cookie_needed"] is False and info["origins"] == ["*:*"]
-    assert response.headers["cache-control"] == "no-store, no-cache, must-revalidate, max-age=0"
+    assert response.headers["cache-control"] == "no-store, no-cache, no-transform, must-revalidate, max-age=0"
     assert response.headers["access-control-allow-origin"] == "http://x.test"
     assert response.headers["access-control-allow-credentials"] == "true"
     assert json.loads(text(port, "GET", "/sockjs-test/echo/info")[1])["entropy"] != info["entropy"]
@@ -73,8 +73,7 @@ def test_options_answers_are_cacheable_preflights(port, path, methods):
         assert (response.status, body) == (204, "")
         assert "max-age=31536000" in response.headers["cache-control"] and response.headers["expires"]
         assert response.headers["access-control-allow-methods"] == methods
-        expected = origin if origin and origin != "null" else "*"
-        assert response.headers["access-control-allow-origin"] == expected
+        assert response.headers["access-control-allow-origin"] == (origin or "*")
 
 
 def test_the_iframe_page_is_cacheable_with_an_etag(port):
@@ -175,7 +174,7 @@ def messages_until(stream: StreamingResponse, count: int) -> list[str]:
 def test_eventsource_and_htmlfile_frame_their_messages(port):
     url = session()
     events = request(port, "GET", url + "/eventsource")
-    assert events.headers["content-type"] == "text/event-stream; charset=UTF-8"
+    assert events.headers["content-type"] == "text/event-stream"
     assert events.read() == "\r\n"
     assert events.read() == "data: o\r\n\r\n"
     text(port, "POST", url + "/xhr_send", b'["  \\u0000\\n\\r "]')
@@ -192,12 +191,12 @@ def test_eventsource_and_htmlfile_frame_their_messages(port):
 
 def test_jsonp_polling_and_form_encoded_sends(port):
     url = session()
-    assert text(port, "GET", url + "/jsonp?c=%63allback")[1] == 'callback("o");\r\n'
+    assert text(port, "GET", url + "/jsonp?c=%63allback")[1] == '/**/callback("o");\r\n'
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     response, body = text(port, "POST", url + "/jsonp_send", b"d=%5B%22x%22%5D", form)
     assert (response.status, body) == (200, "ok")
     assert text(port, "POST", url + "/jsonp_send", b"d=", form)[1] == "Payload expected."
-    assert text(port, "GET", url + "/jsonp?c=x")[1] == 'x("a[\\"x\\"]");\r\n'
+    assert text(port, "GET", url + "/jsonp?c=x")[1] == '/**/x("a[\\"x\\"]");\r\n'
 
 
 def test_the_cookie_needed_service_sets_jsessionid(port):
@@ -233,7 +232,7 @@ def test_the_websocket_transport_frames_messages_and_ignores_empty_ones(port):
     with ws_url(port, session() + "/websocket") as ws:
         ws.recv(timeout=5)
         ws.send('["a')
-        with pytest.raises(Exception, match="4002"):  # closed at once
+        with pytest.raises(Exception, match="3000"):  # closed at once
             ws.recv(timeout=5)
 
 
