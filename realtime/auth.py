@@ -15,7 +15,10 @@ class Credentials:
     authorization: str | None = None  # "Bearer <customer token>" or "Token <counselor key>"
     login: str | None = None  # STOMP's login/passcode: HearO ignores them (see realtime.conformance)
     passcode: str | None = None
-    user: object = None  # the session user Channels' AuthMiddleware found, if any
+    # The session user Channels' AuthMiddleware found, if any. Only a socket
+    # that carried an allowed Origin has one (realtime.routing.CookiesNeedOrigin):
+    # header credentials above need no Origin, a cookie does.
+    user: object = None
 
 
 def authenticate(credentials: Credentials) -> Principal:

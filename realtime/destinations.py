@@ -5,10 +5,10 @@
 | /topic/queue-rank/{customerId}     | that customer only                 |
 | /topic/counselor/{counselorId}     | that counselor only                |
 
-Nobody may SEND: every destination carries the server's pushes. The
-``/topic/test/…`` and ``/queue/test/…`` destinations belong to the STOMP
-conformance broker (``realtime.conformance``, a test mode); here they are
-only recognised, to be refused.
+Nobody may SEND: every destination carries the server's pushes. Every other
+``/topic/{name}`` and ``/queue/{name}`` belongs to the STOMP conformance
+broker (``realtime.conformance``, a test mode); here they are only
+recognised, to be refused.
 """
 
 import re
@@ -17,7 +17,7 @@ from typing import NoReturn
 
 RANK_PREFIX = "/topic/queue-rank/"
 COUNSELOR_PREFIX = "/topic/counselor/"
-TEST_PREFIXES = ("/topic/test/", "/queue/test/")
+TOPIC_PREFIX, QUEUE_PREFIX = "/topic/", "/queue/"
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -47,8 +47,20 @@ class Topic:
 
 
 def is_test_destination(destination: str) -> bool:
-    """Return whether the destination is one the conformance broker serves."""
-    return destination.startswith(TEST_PREFIXES) and len(destination) <= 200
+    """Return whether the destination is one the conformance broker serves.
+
+    Any ``/topic/{name}`` or ``/queue/{name}`` (suites hard-code names such
+    as ``/topic/chat.general``), except the product's own topics.
+    """
+    if destination.startswith((RANK_PREFIX, COUNSELOR_PREFIX)) or len(destination) > 200:
+        return False
+    prefix = next((p for p in (TOPIC_PREFIX, QUEUE_PREFIX) if destination.startswith(p)), None)
+    return prefix is not None and len(destination) > len(prefix)
+
+
+def is_queue_destination(destination: str) -> bool:
+    """Return whether the conformance broker serves it as a queue of competing consumers."""
+    return destination.startswith(QUEUE_PREFIX) and is_test_destination(destination)
 
 
 def parse(destination: str) -> Topic:

@@ -1,4 +1,6 @@
-"""WebSocket routes (behind session auth and the Origin check) and the SockJS services."""
+"""WebSocket routes (behind session auth and the Origin rule) and the SockJS services."""
+
+from urllib.parse import urlparse
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
@@ -48,29 +50,48 @@ websocket_urlpatterns = [
 
 
 def allowed_origins() -> list[str]:
-    """Browsers' Origin must name an allowed host; other clients must send one too."""
+    """The Origins a browser page may open a socket from (its cookie then counts)."""
     return [*settings.HEARO_WS_ALLOWED_ORIGINS, *settings.ALLOWED_HOSTS]
 
 
-class SockJSOriginCheck:
-    """SockJS sockets: a browser's Origin must be allowed; no Origin means no browser.
+class CookiesNeedOrigin:
+    """The Origin rule: a session cookie counts only on a socket from an allowed Origin.
 
-    sockjs-client outside a browser cannot set an Origin, and a missing one
-    cannot come from a cross-site page (browsers always send it), so it passes.
+    The check exists to stop a foreign page riding a counselor's login
+    (cross-site WebSocket hijacking). Browsers always send Origin, so:
+
+    - an allowed Origin: the cookie is read (Channels' session auth);
+    - a foreign one: refused at the handshake, as before;
+    - none: not a browser. The socket is accepted but the cookie is never
+      read; the client must authenticate with a header in CONNECT
+      (``Authorization: Bearer|Token``, or the conformance broker's login).
     """
 
-    def __init__(self, application) -> None:
-        self.application = application
+    def __init__(self, routes: list, origin_allowed) -> None:
+        self.with_cookies = AuthMiddlewareStack(URLRouter(routes))
+        self.without_cookies = URLRouter(routes)  # no scope["user"]: nothing read from a cookie
+        self.origin_allowed = origin_allowed
 
     async def __call__(self, scope, receive, send):
         origin = dict(scope.get("headers", [])).get(b"origin")
-        if allowed_origin(origin.decode("latin1") if origin is not None else None):
-            return await self.application(scope, receive, send)
+        if origin is None:
+            return await self.without_cookies(scope, receive, send)
+        if self.origin_allowed(origin.decode("latin1")):
+            return await self.with_cookies(scope, receive, send)
         return await WebsocketDenier()(scope, receive, send)
 
 
-plain_websockets = OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), allowed_origins())
-sockjs_websockets = SockJSOriginCheck(AuthMiddlewareStack(URLRouter(sockjs_routes())))
+_ORIGINS = OriginValidator(None, allowed_origins())
+
+
+def plain_origin_allowed(origin: str) -> bool:
+    """Return whether ``/ws/stomp`` and ``/ws/raw`` take this Origin (Channels' matching)."""
+    return _ORIGINS.valid_origin(urlparse(origin))
+
+
+# SockJS sockets: the same rule, with the SockJS services' own Origin matching.
+plain_websockets = CookiesNeedOrigin(websocket_urlpatterns, plain_origin_allowed)
+sockjs_websockets = CookiesNeedOrigin(sockjs_routes(), allowed_origin)
 
 
 async def websocket_application(scope, receive, send):

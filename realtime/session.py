@@ -4,14 +4,17 @@ Like h11's connection object, the session never does I/O. The consumer feeds
 it what the socket received, acts on the events (authenticates, authorises a
 destination, joins a group) and sends the bytes the session hands back. The
 session owns everything STOMP itself defines: CONNECT negotiation, the
-subscription table, message ids and ack ids, receipts, heart-beat timing.
+subscription table, message ids and ack ids (which messages an ACK settles),
+transactions (what a COMMIT releases), receipts, heart-beat timing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -24,10 +27,15 @@ __all__ = [
     "ConnectRequested",
     "DisconnectRequested",
     "Event",
+    "FrameHeld",
     "HeartbeatReceived",
     "SendRequested",
     "StompSession",
     "SubscribeRequested",
+    "TransactionAborted",
+    "TransactionBegun",
+    "TransactionCommitted",
+    "TransactionLimits",
     "UnsubscribeRequested",
 ]
 
@@ -84,11 +92,20 @@ class SendRequested:
 
 @dataclass(frozen=True)
 class AckReceived:
-    """ACK or NACK arrived; `id` is the MESSAGE's ack header (message-id before 1.2)."""
+    """ACK or NACK took effect: settle `ack_ids`, then send receipt_for(event.frame).
+
+    `id` is the MESSAGE's ack header (message-id before 1.2). `ack_ids` are
+    every pending ack id of `subscription` the frame settles: that one alone
+    in client-individual mode, it and all earlier ones in client mode
+    (cumulative). An id that is not pending (auto mode, already settled,
+    unsubscribed) settles nothing: `subscription` is None, `ack_ids` empty.
+    """
 
     frame: Frame
     id: str
     nack: bool
+    subscription: str | None = None
+    ack_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,47 @@ class HeartbeatReceived:
     """A bare EOL arrived; liveness is already recorded."""
 
 
+@dataclass(frozen=True)
+class TransactionBegun:
+    """BEGIN opened `transaction`: send receipt_for(event.frame)."""
+
+    frame: Frame
+    transaction: str
+
+
+@dataclass(frozen=True)
+class FrameHeld:
+    """A SEND, ACK or NACK joined `transaction`: it takes effect on COMMIT.
+
+    Send receipt_for(event.frame) now (the frame was processed: it is held).
+    `destination` is the SEND's, so the consumer can refuse it at once.
+    """
+
+    frame: Frame
+    transaction: str
+    destination: str | None
+
+
+@dataclass(frozen=True)
+class TransactionCommitted:
+    """COMMIT: act on `events` in order, then send receipt_for(event.frame).
+
+    Their frames lost any receipt header: each was answered when it was held.
+    """
+
+    frame: Frame
+    transaction: str
+    events: tuple[SendRequested | AckReceived, ...]
+
+
+@dataclass(frozen=True)
+class TransactionAborted:
+    """ABORT dropped what `transaction` held: send receipt_for(event.frame)."""
+
+    frame: Frame
+    transaction: str
+
+
 Event = (
     ConnectRequested
     | SubscribeRequested
@@ -112,6 +170,10 @@ Event = (
     | AckReceived
     | DisconnectRequested
     | HeartbeatReceived
+    | TransactionBegun
+    | FrameHeld
+    | TransactionCommitted
+    | TransactionAborted
 )
 
 
@@ -150,9 +212,31 @@ def _parse_heartbeat(frame: Frame) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def _without_receipt(frame: Frame) -> Frame:
+    """Return `frame` minus its receipt header: it was already answered."""
+    return dataclasses.replace(frame, headers=tuple(h for h in frame.headers if h[0] != "receipt"))
+
+
 def _one_line(text: str) -> str:
     """Flatten text for a header that an unescaped (pre-1.2) frame must carry."""
     return text.replace("\r", " ").replace("\n", " ")
+
+
+@dataclass(frozen=True)
+class TransactionLimits:
+    """What one connection may hold in transactions, and in unsettled acks."""
+
+    open: int = 16  # transactions open at once
+    frames: int = 1000  # SEND/ACK/NACK frames held by one transaction
+    bytes: int = 8 * 1024 * 1024  # body bytes held by one transaction
+    remembered: int = 4096  # finished ids kept to refuse their reuse
+    unacked: int = 4096  # pending ack ids per subscription
+
+
+@dataclass
+class _Transaction:
+    frames: list[Frame] = dataclasses.field(default_factory=list)
+    size: int = 0
 
 
 class StompSession:
@@ -168,6 +252,7 @@ class StompSession:
         heartbeat_tolerance: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         parser: Parser | None = None,
+        limits: TransactionLimits | None = None,
     ) -> None:
         self.session_id = session_id
         self.server_name = server_name
@@ -185,6 +270,14 @@ class StompSession:
         self._subscriptions: dict[str, tuple[str, str]] = {}  # ids we deliver to
         self._counter = itertools.count(1)
         self._last_inbound = self._last_outbound = clock()
+        self.limits = limits or TransactionLimits()
+        self.last_message_id = ""  # the message-id of the newest MESSAGE produced
+        # Pending ack ids per subscription, oldest first (client modes only).
+        self._unacked: dict[str, OrderedDict[str, None]] = {}
+        self._ack_owner: dict[str, str] = {}  # pending ack id -> subscription id
+        self._transactions: dict[str, _Transaction] = {}
+        # Ids of finished transactions: a connection must not reuse one (spec 1.2).
+        self._finished: OrderedDict[str, None] = OrderedDict()
 
     # -- state -------------------------------------------------------------
 
@@ -209,6 +302,15 @@ class StompSession:
     def subscriptions_for(self, destination: str) -> list[str]:
         """Return the ids of accepted subscriptions to `destination`."""
         return [sid for sid, (dest, _) in self._subscriptions.items() if dest == destination]
+
+    @property
+    def open_transactions(self) -> tuple[str, ...]:
+        """Return the ids of transactions begun and not yet committed or aborted."""
+        return tuple(self._transactions)
+
+    def unacked(self, subscription_id: str) -> tuple[str, ...]:
+        """Return the subscription's ack ids not yet settled, oldest first."""
+        return tuple(self._unacked.get(subscription_id, ()))
 
     # -- inbound -----------------------------------------------------------
 
@@ -281,20 +383,93 @@ class StompSession:
         destination, _ = self._claimed.pop(sid, (None, None))
         return UnsubscribeRequested(sid, destination, frame)
 
-    def _on_send(self, frame: Frame) -> SendRequested:
-        return SendRequested(frame, _required(frame, "destination"))
+    def _on_send(self, frame: Frame) -> SendRequested | FrameHeld:
+        destination = _required(frame, "destination")
+        if frame.get("transaction") is not None:
+            return self._hold(frame, destination)
+        return SendRequested(frame, destination)
 
-    def _on_ack(self, frame: Frame) -> AckReceived:
+    def _on_ack(self, frame: Frame) -> AckReceived | FrameHeld:
+        self._ack_id(frame)  # a frame without its id is refused now, not at COMMIT
+        if frame.get("transaction") is not None:
+            return self._hold(frame, None)
+        return self._settle(frame)
+
+    def _ack_id(self, frame: Frame) -> str:
         # 1.2 acks by the MESSAGE's ack header (sent back as id); 1.0/1.1 by message-id.
-        name = "id" if self._version == "1.2" else "message-id"
-        return AckReceived(frame, _required(frame, name), frame.command == "NACK")
+        return _required(frame, "id" if self._version == "1.2" else "message-id")
+
+    def _settle(self, frame: Frame) -> AckReceived:
+        """Return the ACK/NACK's effect and forget the ack ids it settles."""
+        ack_id, nack = self._ack_id(frame), frame.command == "NACK"
+        sid = self._ack_owner.get(ack_id)
+        if sid is None:
+            return AckReceived(frame, ack_id, nack)
+        pending = self._unacked[sid]
+        ids = list(pending)
+        # client mode is cumulative: the message and every one sent before it.
+        settled = ids[: ids.index(ack_id) + 1] if self._subscriptions[sid][1] == "client" else [ack_id]
+        for settled_id in settled:
+            del pending[settled_id], self._ack_owner[settled_id]
+        return AckReceived(frame, ack_id, nack, sid, tuple(settled))
+
+    def _on_begin(self, frame: Frame) -> TransactionBegun:
+        tx = _required(frame, "transaction")
+        if tx in self._transactions or tx in self._finished:
+            raise _reject(frame, "transaction id reused", f"transaction {tx[:64]!r} was already begun")
+        if len(self._transactions) >= self.limits.open:
+            raise _reject(frame, "too many transactions", f"at most {self.limits.open} open at once")
+        self._transactions[tx] = _Transaction()
+        return TransactionBegun(frame, tx)
+
+    def _hold(self, frame: Frame, destination: str | None) -> FrameHeld:
+        """Keep a SEND/ACK/NACK in its transaction until COMMIT or ABORT."""
+        tx = self._open_transaction(frame)
+        held = self._transactions[tx]
+        if len(held.frames) >= self.limits.frames or held.size + len(frame.body) > self.limits.bytes:
+            detail = f"at most {self.limits.frames} frames and {self.limits.bytes} body bytes per transaction"
+            raise _reject(frame, "transaction too large", detail)
+        held.frames.append(frame)
+        held.size += len(frame.body)
+        return FrameHeld(frame, tx, destination)
+
+    def _on_commit(self, frame: Frame) -> TransactionCommitted:
+        tx = self._open_transaction(frame)
+        events = tuple(self._effect(_without_receipt(f)) for f in self._finish(tx).frames)
+        return TransactionCommitted(frame, tx, events)
+
+    def _effect(self, frame: Frame) -> SendRequested | AckReceived:
+        # Acks settle at COMMIT, against what is pending then, in the order sent.
+        if frame.command == "SEND":
+            return SendRequested(frame, _required(frame, "destination"))
+        return self._settle(frame)
+
+    def _on_abort(self, frame: Frame) -> TransactionAborted:
+        tx = self._open_transaction(frame)
+        self._finish(tx)
+        return TransactionAborted(frame, tx)
+
+    def _open_transaction(self, frame: Frame) -> str:
+        """Return the frame's transaction id, or reject one that is not open."""
+        tx = _required(frame, "transaction")
+        if tx not in self._transactions:
+            raise _reject(frame, "unknown transaction", f"transaction {tx[:64]!r} is not open")
+        return tx
+
+    def _finish(self, tx: str) -> _Transaction:
+        """Close transaction `tx` and remember its id (a bounded number of them)."""
+        self._finished[tx] = None
+        while len(self._finished) > self.limits.remembered:
+            self._finished.popitem(last=False)
+        return self._transactions.pop(tx)
 
     def _on_disconnect(self, frame: Frame) -> DisconnectRequested:
         self._state = _DISCONNECTING
+        # Spec 1.2: a transaction not committed is aborted by DISCONNECT (or a lost socket).
+        self._transactions.clear()
         return DisconnectRequested(frame, frame.get("receipt"))
 
-    # Commands a connected client may send. BEGIN/COMMIT/ABORT are absent on
-    # purpose: HearO has no transactions, so they get ERROR like unknown ones.
+    # Commands a connected client may send.
     _HANDLERS: ClassVar[Mapping[str, str]] = MappingProxyType(
         {
             "SUBSCRIBE": "_on_subscribe",
@@ -302,6 +477,9 @@ class StompSession:
             "SEND": "_on_send",
             "ACK": "_on_ack",
             "NACK": "_on_ack",
+            "BEGIN": "_on_begin",
+            "COMMIT": "_on_commit",
+            "ABORT": "_on_abort",
             "DISCONNECT": "_on_disconnect",
         }
     )
@@ -346,8 +524,13 @@ class StompSession:
         return self.receipt_for(event.frame)
 
     def unsubscribe(self, event: UnsubscribeRequested) -> bytes:
-        """Stop delivering to `event`'s subscription; return its RECEIPT, if asked."""
+        """Stop delivering to `event`'s subscription; return its RECEIPT, if asked.
+
+        Its unsettled ack ids are forgotten: an ACK for one settles nothing.
+        """
         self._subscriptions.pop(event.id, None)
+        for ack_id in self._unacked.pop(event.id, {}):
+            del self._ack_owner[ack_id]
         return self.receipt_for(event.frame)
 
     def receipt_for(self, frame: Frame) -> bytes:
@@ -379,11 +562,24 @@ class StompSession:
         if ack != "auto":
             # Opaque to the client, echoed back as ACK id; message-id is already unique.
             required["ack"] = message_id
+            self._pending(subscription_id, message_id)
+        self.last_message_id = message_id
         if content_type is not None:
             required["content-type"] = content_type
         # Callers may add headers but never shadow the ones routing depends on.
         extra = {k: v for k, v in (headers or {}).items() if k not in required and k != "content-length"}
         return self._send(Frame.build("MESSAGE", {**required, **extra}, body))
+
+    def _pending(self, subscription_id: str, ack_id: str) -> None:
+        """Record an ack id the client owes, forgetting the oldest past the limit."""
+        pending = self._unacked.setdefault(subscription_id, OrderedDict())
+        pending[ack_id] = None
+        self._ack_owner[ack_id] = subscription_id
+        # A client that never acks (product topics, where acks change nothing)
+        # must not grow this without end; a forgotten id then settles nothing.
+        if len(pending) > self.limits.unacked:
+            forgotten, _ = pending.popitem(last=False)
+            del self._ack_owner[forgotten]
 
     def error(
         self,
@@ -406,13 +602,18 @@ class StompSession:
             # Like RabbitMQ: a refused CONNECT says which versions would work.
             headers["version"] = ",".join(self.supported_versions)
         data = self._send(Frame.build("ERROR", headers, detail))
-        self._state = _CLOSED
+        self._close()
         return data
+
+    def _close(self) -> None:
+        # Whatever an open transaction held never takes effect (spec 1.2).
+        self._transactions.clear()
+        self._state = _CLOSED
 
     def disconnect(self, event: DisconnectRequested) -> bytes:
         """Close the session; return the RECEIPT the client waits for, if asked."""
         data = self.receipt_for(event.frame)
-        self._state = _CLOSED
+        self._close()
         return data
 
     # -- heart-beats -------------------------------------------------------

@@ -18,10 +18,14 @@ from realtime.session import (
     AckReceived,
     ConnectRequested,
     DisconnectRequested,
+    FrameHeld,
     HeartbeatReceived,
     SendRequested,
     StompSession,
     SubscribeRequested,
+    TransactionAborted,
+    TransactionBegun,
+    TransactionCommitted,
     UnsubscribeRequested,
 )
 from realtime.stomp import StompError
@@ -62,13 +66,18 @@ class StompConnection(PushConnection):
 
     async def handle(self, event) -> None:
         await self.touch()
-        if isinstance(event, HeartbeatReceived | AckReceived):
-            return  # liveness counted above; acks need no bookkeeping here
+        if isinstance(event, HeartbeatReceived):
+            return  # liveness counted above
         handler = {
             ConnectRequested: self.on_connect,
             SubscribeRequested: self.on_subscribe,
             UnsubscribeRequested: self.on_unsubscribe,
             SendRequested: self.on_send,
+            AckReceived: self.on_ack,
+            TransactionBegun: self.on_transaction_answered,
+            FrameHeld: self.on_held,
+            TransactionCommitted: self.on_commit,
+            TransactionAborted: self.on_transaction_answered,
             DisconnectRequested: self.on_disconnect,
         }[type(event)]
         await handler(event)
@@ -83,9 +92,13 @@ class StompConnection(PushConnection):
         if self.session.outgoing_heartbeat_ms or self.session.incoming_heartbeat_ms:
             self._beats = asyncio.create_task(self._heartbeats())
 
-    async def on_subscribe(self, event: SubscribeRequested) -> None:
+    def check_room(self) -> None:
+        """Refuse one subscription more than HEARO_MAX_SUBSCRIPTIONS."""
         if len(self.sub_topics) >= settings.HEARO_MAX_SUBSCRIPTIONS:
             raise ClientError("too many subscriptions", f"at most {settings.HEARO_MAX_SUBSCRIPTIONS} per connection")
+
+    async def on_subscribe(self, event: SubscribeRequested) -> None:
+        self.check_room()
         try:
             topic = self.authorize_subscribe(event.destination)
         except Refused as exc:
@@ -112,12 +125,41 @@ class StompConnection(PushConnection):
         if topic is not None and topic not in self.sub_topics.values():
             await self.detach(topic)
 
-    async def on_send(self, event: SendRequested) -> None:
+    def authorize_send(self, destination: str) -> None:
+        """Raise ClientError unless this connection may SEND there."""
         # Every destination carries the server's pushes: a client has nothing to SEND.
         try:
-            destinations.refuse_send(event.destination)
+            destinations.refuse_send(destination)
         except Refused as exc:
             raise ClientError("send refused", str(exc)) from None
+
+    async def on_send(self, event: SendRequested) -> None:
+        self.authorize_send(event.destination)  # refused, unless a subclass relays it
+
+    async def on_ack(self, event: AckReceived) -> None:
+        # Product topics deliver whatever the client acks: nothing to settle.
+        await self.send(self.session.receipt_for(event.frame))
+
+    async def on_transaction_answered(self, event: TransactionBegun | TransactionAborted) -> None:
+        await self.send(self.session.receipt_for(event.frame))
+
+    async def on_held(self, event: FrameHeld) -> None:
+        # A SEND that COMMIT could never deliver is refused now, not at COMMIT.
+        if event.destination is not None:
+            self.authorize_send(event.destination)
+        await self.send(self.session.receipt_for(event.frame))
+
+    async def on_commit(self, event: TransactionCommitted) -> None:
+        # The session already took what the transaction held off its books;
+        # here each SEND and ACK finally takes effect, in the order sent.
+        for effect in event.events:
+            if isinstance(effect, SendRequested):
+                await self.on_send(effect)
+            else:
+                await self.on_ack(effect)
+            if self.closed:
+                return
+        await self.send(self.session.receipt_for(event.frame))
 
     async def on_disconnect(self, event: DisconnectRequested) -> None:
         await self.send(self.session.disconnect(event))

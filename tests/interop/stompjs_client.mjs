@@ -1,7 +1,8 @@
 // Drive @stomp/stompjs 7 (as published on npm) against a real HearO node.
 //
 // Usage: node --experimental-websocket stompjs_client.mjs <scenario> <factory>  < config.json
-//   scenario: "rank" (a customer's own topic, a foreign one) or "broker" (the conformance broker)
+//   scenario: "rank" (a customer's own topic, a foreign one), "broker" (the conformance broker's
+//             fan-out) or "queues" (its transactions, queues, acks and redelivery)
 //   factory:  "undici" (Node's built-in WebSocket) or "ws" (the ws package)
 // Prints one JSON line per observation; the Python test decides what is right.
 import { createHash } from 'node:crypto';
@@ -27,10 +28,12 @@ function finish() {
 const mayClose = new Set(['intruder', 'nosy']);
 let ending = false;
 
-// Channels' OriginValidator refuses a socket without Origin, and Node sends none by default.
+// A browser's Origin must be allowed. Without config.origin no Origin is sent at all (the ws
+// package sends none by default): a client authenticating in CONNECT needs none.
 function socket() {
-  if (factory === 'ws') return new NodeWs(config.url, PROTOCOLS, { origin: config.origin });
-  return new WebSocket(config.url, { protocols: PROTOCOLS, headers: { Origin: config.origin } });
+  const headers = config.origin ? { Origin: config.origin } : {};
+  if (factory === 'ws') return new NodeWs(config.url, PROTOCOLS, config.origin ? { origin: config.origin } : {});
+  return new WebSocket(config.url, { protocols: PROTOCOLS, headers });
 }
 
 function client(name, connectHeaders, extra = {}) {
@@ -166,5 +169,139 @@ async function broker() {
   finish();
 }
 
-const scenarios = { rank, broker };
+// -- the conformance broker: transactions, competing consumers, acks, NACK, redelivery --
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(predicate, what) {
+  for (let waited = 0; waited < 8000; waited += 20) {
+    const found = predicate();
+    if (found) return found;
+    await sleep(20);
+  }
+  throw new Error(`waited 8 s for ${what}`);
+}
+
+async function queues() {
+  const guest = { login: 'guest', passcode: 'guest' };
+  const inbox = [];
+  const clients = {};
+  async function join(name) {
+    clients[name] = client(name, guest);
+    await connected(clients[name]);
+    return clients[name];
+  }
+  async function subscribe(name, destination, headers = {}) {
+    const id = `r-${name}-${destination}`;
+    const subscribed = receipt(clients[name], id);
+    clients[name].subscribe(destination, (m) => {
+      inbox.push({ client: name, m });
+      say({
+        event: 'message', client: name, destination, body: m.body,
+        redelivered: m.headers.redelivered || null, hasAck: 'ack' in m.headers,
+      });
+    }, { ...headers, receipt: id });
+    await subscribed;
+  }
+  let receipts = 0;
+  async function publish(destination, body, headers = {}) {
+    const id = `send-${receipts++}`;
+    const sent = receipt(clients.p, id);
+    clients.p.publish({ destination, body, headers: { ...headers, receipt: id } });
+    await sent;
+  }
+  async function ack(entry, method = 'ack', headers = {}) {
+    const id = `settle-${receipts++}`;
+    const settled = receipt(clients[entry.client], id);
+    entry.m[method]({ ...headers, receipt: id });
+    await settled;
+  }
+  const got = (destination, body, redelivered = null) => inbox.find(
+    (e) => e.m.headers.destination === destination && e.m.body === body && (e.m.headers.redelivered || null) === redelivered,
+  );
+  const { topic, queue } = config;
+
+  await join('p');
+  await join('a');
+  await join('b');
+  // Topics: a transaction's SENDs reach every subscriber on COMMIT, none on ABORT.
+  await subscribe('a', topic);
+  await subscribe('b', topic);
+  const dropped = clients.p.begin();
+  clients.p.publish({ destination: topic, body: 'aborted', headers: { transaction: dropped.id } });
+  dropped.abort();
+  const kept = clients.p.begin();
+  clients.p.publish({ destination: topic, body: 'committed', headers: { transaction: kept.id } });
+  await sleep(300);
+  say({ event: 'before-commit', count: inbox.length });
+  kept.commit();
+  await publish(topic, 'after');
+  await until(() => inbox.filter((e) => e.m.body === 'after').length === 2, 'the topic messages');
+
+  // A queue: each message to one of two competing consumers, in both client ack modes.
+  await subscribe('a', queue, { ack: 'client-individual' });
+  await subscribe('b', queue, { ack: 'client' });
+  for (const body of ['q0', 'q1', 'q2', 'q3']) await publish(queue, body);
+  const aborted = clients.p.begin();
+  clients.p.publish({ destination: queue, body: 'q-aborted', headers: { transaction: aborted.id } });
+  aborted.abort();
+  const committed = clients.p.begin();
+  clients.p.publish({ destination: queue, body: 'q-committed', headers: { transaction: committed.id } });
+  committed.commit();
+  await publish(queue, 'q-after');
+  const fromQueue = () => inbox.filter((e) => e.m.headers.destination === queue);
+  await until(() => fromQueue().length === 6, 'six queue messages');
+  // a acks each message; b acks only its last one (cumulative).
+  for (const entry of fromQueue().filter((e) => e.client === 'a')) await ack(entry);
+  const ofB = fromQueue().filter((e) => e.client === 'b');
+  if (ofB.length) await ack(ofB[ofB.length - 1]);
+  say({ event: 'step', name: 'acked' });
+
+  // NACK: the message comes back, marked redelivered.
+  await publish(queue, 'q-nack');
+  await ack(await until(() => got(queue, 'q-nack'), 'q-nack'), 'nack');
+  await ack(await until(() => got(queue, 'q-nack', 'true'), 'q-nack again'));
+
+  // A consumer that leaves without acking: its message goes to the other one.
+  await publish(queue, 'q-held');
+  const held = await until(() => got(queue, 'q-held'), 'q-held');
+  const stays = held.client === 'a' ? 'b' : 'a';
+  say({ event: 'step', name: 'holder-leaves', client: held.client });
+  ending = true;
+  await clients[held.client].deactivate();
+  ending = false;
+  const redelivered = await until(() => got(queue, 'q-held', 'true'), 'q-held redelivered');
+  say({ event: 'step', name: 'redelivered-to', client: redelivered.client, expected: stays });
+  await ack(redelivered);
+
+  // An ACK inside a transaction: dropped by ABORT, effective on COMMIT.
+  await publish(queue, 'q-txack');
+  const txack = await until(() => got(queue, 'q-txack'), 'q-txack');
+  const undone = clients[stays].begin();
+  txack.m.ack({ transaction: undone.id });
+  undone.abort();
+  await join('c');
+  await subscribe('c', queue, { ack: 'client-individual' });
+  ending = true;
+  await clients[stays].deactivate();
+  ending = false;
+  const again = await until(() => got(queue, 'q-txack', 'true'), 'q-txack redelivered');
+  const done = clients.c.begin();
+  again.m.ack({ transaction: done.id });
+  done.commit();
+  ending = true;
+  await clients.c.deactivate();
+  // Nothing is left over: a fresh consumer gets nothing.
+  ending = false;
+  await join('d');
+  await subscribe('d', queue, { ack: 'client-individual' });
+  await sleep(500);
+  say({ event: 'leftover', count: inbox.filter((e) => e.client === 'd').length });
+  ending = true;
+  await clients.d.deactivate();
+  await clients.p.deactivate();
+  finish();
+}
+
+const scenarios = { rank, broker, queues };
 scenarios[scenario]().catch((e) => { say({ event: 'crash', error: String(e && e.stack || e) }); process.exit(3); });

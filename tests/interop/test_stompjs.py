@@ -128,3 +128,32 @@ def test_the_broker_relays_a_frame_of_about_one_mebibyte(broker_node, stompjs, f
     events = stompjs("broker", factory, config)
     assert of(events, "error") == of(events, "error", "intruder")
     assert_relayed_unchanged(events, messages)
+
+
+def queue_config(node) -> dict:
+    # No Origin at all: a client that authenticates in CONNECT needs none.
+    return {"url": node.ws_url(), "topic": "/topic/chat.general", "queue": "/queue/test01", "timeoutMs": 40000}
+
+
+def test_the_broker_runs_transactions_competing_consumers_acks_nack_and_redelivery(broker_node, stompjs, factory):
+    events = stompjs("queues", factory, queue_config(broker_node))
+    assert of(events, "error") == [] and "timeout" not in [e["event"] for e in events], events
+    messages = of(events, "message")
+    topic = [(m["client"], m["body"]) for m in messages if m["destination"] == "/topic/chat.general"]
+    # COMMIT delivered to every subscriber, ABORT dropped, nothing before COMMIT.
+    assert of(events, "before-commit")[0]["count"] == 0
+    assert sorted(topic) == [("a", "after"), ("a", "committed"), ("b", "after"), ("b", "committed")]
+    queue = [m for m in messages if m["destination"] == "/queue/test01"]
+    first = [m["body"] for m in queue if m["redelivered"] is None]
+    # Each message to exactly one consumer; the aborted SEND to none.
+    assert sorted(first) == sorted(["q0", "q1", "q2", "q3", "q-committed", "q-after", "q-nack", "q-held", "q-txack"])
+    assert {m["client"] for m in queue if m["body"] in ("q0", "q1", "q2", "q3")} == {"a", "b"}
+    assert all(m["hasAck"] for m in queue)
+    # Only what was NACKed, left unacked at a close, or acked in an aborted transaction came back.
+    again = [(m["body"], m["client"]) for m in queue if m["redelivered"] == "true"]
+    assert [body for body, _ in again] == ["q-nack", "q-held", "q-txack"]
+    holder = next(e for e in of(events, "step") if e["name"] == "holder-leaves")["client"]
+    moved = next(e for e in of(events, "step") if e["name"] == "redelivered-to")
+    assert moved["client"] == moved["expected"] != holder
+    assert dict(again)["q-txack"] == "c"
+    assert of(events, "leftover")[0]["count"] == 0

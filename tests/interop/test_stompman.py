@@ -1,10 +1,10 @@
 """stompman 3.16 (asyncio) over its WebSocketConnection: UUID subscription ids, ack:client-individual.
 
 stompman's WebSocketConnection opens the socket with no Origin header and no
-way to add one. /ws/stomp sits behind Channels' OriginValidator, which refuses
-a socket without Origin, so the stock class connects to the raw STOMP entry
-point /ws/sockjs/websocket (which lets Origin-less clients in); /ws/stomp is
-reached through a subclass that only adds the Origin.
+way to add one. A client that authenticates with a header in CONNECT needs
+none, so the stock class connects to /ws/stomp and to the raw STOMP entry
+point /ws/sockjs/websocket; a subclass that only adds the Origin checks the
+browser's way in too.
 """
 
 import asyncio
@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 ENTRY_POINTS = [
     pytest.param("/ws/sockjs/websocket", False, id="raw-entry-point-no-origin"),
+    pytest.param("/ws/stomp", False, id="ws-stomp-no-origin"),
     pytest.param("/ws/stomp", True, id="ws-stomp-with-origin"),
 ]
 

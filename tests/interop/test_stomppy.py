@@ -122,3 +122,151 @@ def test_the_broker_refuses_a_login_other_than_guest(broker_node):
     assert seen.wait("error")[0].headers["message"] == "authentication failed"
     seen.wait("disconnected")
     assert seen.of("connected") == []
+
+
+TOPIC, QUEUE = "/topic/chat.general", "/queue/test01"
+
+
+def guest(port: int) -> tuple[WSStompConnection, Recorder]:
+    conn, seen = connection(port)
+    conn.connect("guest", "guest", wait=True)
+    return conn, seen
+
+
+def receipted(seen: Recorder, receipt: str, call, *args, **headers) -> None:
+    """Call `call(*args, receipt=receipt, **headers)`; wait until the broker answers that receipt."""
+    call(*args, receipt=receipt, **headers)
+    with seen.changed:
+        answered = seen.changed.wait_for(
+            lambda: any(r.headers["receipt-id"] == receipt for r in seen.of("receipt")), timeout=5
+        )
+    assert answered, (receipt, seen.events)
+
+
+def bodies(seen: Recorder, destination: str) -> list[str]:
+    return [m.body for m in seen.of("message") if m.headers["destination"] == destination]
+
+
+def test_the_broker_delivers_a_committed_transaction_to_every_subscriber_and_drops_an_aborted_one(broker_node):
+    (sender, sent), *receivers = [guest(broker_node.port) for _ in range(3)]
+    for i, (conn, seen) in enumerate(receivers):
+        receipted(seen, f"sub-{i}", conn.subscribe, TOPIC, id=f"s{i}")
+    dropped = sender.begin()
+    receipted(sent, "s1", sender.send, TOPIC, "aborted", transaction=dropped)
+    receipted(sent, "a1", sender.abort, dropped)
+    kept = sender.begin()
+    receipted(sent, "s2", sender.send, TOPIC, "committed", transaction=kept)
+    assert [bodies(seen, TOPIC) for _, seen in receivers] == [[], []]
+    receipted(sent, "c2", sender.commit, kept)
+    receipted(sent, "s3", sender.send, TOPIC, "after")
+    for conn, seen in receivers:
+        seen.wait("message", 2)
+        assert bodies(seen, TOPIC) == ["committed", "after"]
+        conn.disconnect()
+    assert [seen.of("error") for _, seen in [(sender, sent), *receivers]] == [[], [], []]
+    sender.disconnect()
+
+
+def test_competing_consumers_on_a_queue_share_it_and_settle_with_client_acks_nack_and_redelivery(broker_node):
+    producer, produced = guest(broker_node.port)
+    consumers = {"a": guest(broker_node.port), "b": guest(broker_node.port)}
+    modes = {"a": "client", "b": "client-individual"}
+    for name, (conn, seen) in consumers.items():
+        receipted(seen, f"sub-{name}", conn.subscribe, QUEUE, id=name, ack=modes[name])
+
+    def publish(body: str) -> None:
+        receipted(produced, f"send-{body}", producer.send, QUEUE, body)
+
+    def arrived(body: str, redelivered: str | None = None) -> tuple[str, object]:
+        """Wait for `body` at one consumer; return which one and the MESSAGE."""
+        found = {}
+
+        def look() -> bool:
+            for name, (_, seen) in consumers.items():
+                for m in seen.of("message"):
+                    if m.body == body and m.headers.get("redelivered") == redelivered:
+                        found["it"] = (name, m)
+            return bool(found)
+
+        for _ in range(250):
+            if look():
+                return found["it"]
+            threading.Event().wait(0.02)
+        raise AssertionError(f"{body} ({redelivered}) never arrived: {[s.events for _, s in consumers.values()]}")
+
+    for i in range(4):
+        publish(f"m{i}")
+    owners = {f"m{i}": arrived(f"m{i}")[0] for i in range(4)}
+    assert set(owners.values()) == {"a", "b"}  # each message to one consumer, both had some
+    # a (client) acks its last message, which covers the earlier; b (client-individual) acks each.
+    a_conn, a_seen = consumers["a"]
+    last_of_a = [m for m in a_seen.of("message")][-1]
+    receipted(a_seen, "ack-a", a_conn.ack, last_of_a.headers["ack"])
+    b_conn, b_seen = consumers["b"]
+    for i, m in enumerate(b_seen.of("message")):
+        receipted(b_seen, f"ack-b{i}", b_conn.ack, m.headers["ack"])
+
+    publish("nacked")
+    name, message = arrived("nacked")
+    conn, seen = consumers[name]
+    receipted(seen, "nack", conn.nack, message.headers["ack"])
+    name, message = arrived("nacked", "true")
+    conn, seen = consumers[name]
+    receipted(seen, "ack-nacked", conn.ack, message.headers["ack"])
+
+    publish("held")
+    holder, _ = arrived("held")
+    consumers[holder][0].disconnect()
+    other, message = arrived("held", "true")
+    assert other != holder
+    conn, seen = consumers[other]
+    receipted(seen, "ack-held", conn.ack, message.headers["ack"])
+    redelivered = [m.body for _, s in consumers.values() for m in s.of("message") if m.headers.get("redelivered")]
+    assert sorted(redelivered) == ["held", "nacked"]  # every ack settled what it named
+
+    late, late_seen = guest(broker_node.port)
+    receipted(late_seen, "sub-late", late.subscribe, QUEUE, id="late", ack="client")
+    threading.Event().wait(0.5)
+    assert late_seen.of("message") == []  # nothing left in the queue
+    for each in (late, conn, producer):
+        each.disconnect()
+
+
+def test_an_ack_in_an_aborted_transaction_leaves_the_message_to_be_redelivered(broker_node):
+    producer, produced = guest(broker_node.port)
+    first, first_seen = guest(broker_node.port)
+    receipted(first_seen, "s1", first.subscribe, QUEUE, id="1", ack="client-individual")
+    receipted(produced, "p1", producer.send, QUEUE, "txack")
+    [message] = first_seen.wait("message")
+    tx = first.begin()
+    first.ack(message.headers["ack"], transaction=tx)
+    receipted(first_seen, "abort", first.abort, tx)
+    second, second_seen = guest(broker_node.port)
+    receipted(second_seen, "s2", second.subscribe, QUEUE, id="2", ack="client-individual")
+    first.disconnect()
+    [again] = second_seen.wait("message")
+    assert (again.body, again.headers.get("redelivered")) == ("txack", "true")
+    tx = second.begin()
+    second.ack(again.headers["ack"], transaction=tx)
+    receipted(second_seen, "commit", second.commit, tx)
+    third, third_seen = guest(broker_node.port)
+    receipted(third_seen, "s3", third.subscribe, QUEUE, id="3")
+    second.disconnect()
+    threading.Event().wait(0.5)
+    assert third_seen.of("message") == []  # the committed ACK settled it
+    third.disconnect()
+    producer.disconnect()
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_an_unknown_or_reused_transaction_id_gets_error_and_close(broker_node, reuse):
+    conn, seen = guest(broker_node.port)
+    if reuse:
+        conn.begin(transaction="t1")
+        conn.commit("t1")
+        conn.begin(transaction="t1")
+    else:
+        conn.commit("never-begun")
+    error = seen.wait("error")[0]
+    assert error.headers["message"] == ("transaction id reused" if reuse else "unknown transaction")
+    seen.wait("disconnected")

@@ -342,7 +342,7 @@ def test_ack_and_nack_with_the_message_ack_id_are_accepted():
     subscribe(session, "sub-0", ack="client-individual")
     ack_id = read(session.message("sub-0", b"{}")).get("ack")
     assert session.receive_data(wire("ACK", {"id": ack_id})) == [
-        AckReceived(Frame.build("ACK", {"id": ack_id}), ack_id, nack=False)
+        AckReceived(Frame.build("ACK", {"id": ack_id}), ack_id, nack=False, subscription="sub-0", ack_ids=(ack_id,))
     ]
     [nack] = session.receive_data(wire("NACK", {"id": ack_id}))
     assert nack.nack is True
@@ -481,10 +481,10 @@ def test_an_unknown_command_is_rejected_with_its_name_in_the_detail():
     assert 'command "FOO"' in info.value.detail
 
 
-def test_transactions_are_not_supported():
+def test_begin_needs_a_transaction_id():
     session = connected_session()
-    with pytest.raises(ProtocolError, match="unknown command"):
-        session.receive_data(wire("BEGIN", {"transaction": "t"}))
+    with pytest.raises(ProtocolError, match="missing transaction header"):
+        session.receive_data(wire("BEGIN"))
 
 
 def test_after_a_protocol_error_the_session_keeps_raising():
