@@ -50,6 +50,7 @@ LAYERS = {
     ],
     "realtime": [
         {"realtime", "realtime.stomp", "realtime.destinations", "realtime.layers", "realtime.connection_cap"},
+        {"realtime.session_events"},
         {"realtime.session", "realtime.sockjs", "realtime.sockjs.framing"},
         {"realtime.auth", "realtime.hub", "realtime.naive_fanout"},
         {"realtime.connection"},
