@@ -37,6 +37,8 @@ def server_env(redis_url: str, database_url: str) -> dict:
             "HEARO_CACHE_PREFIX": CACHE_PREFIX,
             # The match scenario joins a customer per sample from one IP.
             "HEARO_JOIN_RATE": "100000/m",
+            # 5,000 clients connect from 127.0.0.1, up to a hundred at once.
+            "HEARO_MAX_UNAUTHENTICATED_PER_ADDRESS": "100000",
             "LOG_LEVEL": "WARNING",
             # The connection-cap slots are refreshed every third of this: rarely
             # enough to stay out of the 2 s windows in which Redis commands are counted.

@@ -2,7 +2,8 @@
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from redis.exceptions import RedisError
@@ -46,8 +47,16 @@ def exception_handler(exc, context):
         response = Response(error_body("unavailable", "a backing service is down; retry shortly"), status=503)
         response["Retry-After"] = "2"
         return response
+    if isinstance(exc, RequestDataTooBig):
+        # One line, not the traceback Django's security logger would print.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        log.warning("request body over %d bytes refused", limit, extra={"event": "http.body_too_large"})
+        return Response(error_body("too_large", f"the body is limited to {limit} bytes"), status=413)
     if isinstance(exc, DomainError):
-        return Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status)
+        response = Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status)
+        if "retryAfter" in exc.extra:
+            response["Retry-After"] = str(exc.extra["retryAfter"])
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

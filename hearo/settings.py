@@ -6,6 +6,7 @@ matcher in-process. ``DATABASE_URL`` switches to PostgreSQL; ``REDIS_URL``
 switches to channels-redis, Redis-backed leases and a Celery broker.
 """
 
+import ipaddress
 import logging
 from pathlib import Path
 
@@ -74,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "common.security.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "hearo.urls"
@@ -209,6 +211,35 @@ HEARO_FRAMES_PER_SECOND = env_int("HEARO_FRAMES_PER_SECOND", 50)
 HEARO_MAX_CONNECTIONS_PER_CUSTOMER = env_int("HEARO_MAX_CONNECTIONS_PER_CUSTOMER", 5)
 HEARO_CONNECTION_SLOT_SECONDS = env_int("HEARO_CONNECTION_SLOT_SECONDS", 60, minimum=3)
 HEARO_MAX_SUBSCRIPTIONS = env_int("HEARO_MAX_SUBSCRIPTIONS", 10)
+# A socket must authenticate (STOMP CONNECT, the raw tier's auth message) within
+# HEARO_AUTH_TIMEOUT_SECONDS or it is closed, and one client address may hold at
+# most HEARO_MAX_UNAUTHENTICATED_PER_ADDRESS sockets that have not authenticated
+# yet (across every node with Redis): a browser authenticates within
+# milliseconds, so even a school behind one NAT address stays far below it.
+HEARO_AUTH_TIMEOUT_SECONDS = env_int("HEARO_AUTH_TIMEOUT_SECONDS", 10)
+HEARO_MAX_UNAUTHENTICATED_PER_ADDRESS = env_int("HEARO_MAX_UNAUTHENTICATED_PER_ADDRESS", 50)
+# Password guessing on POST /api/auth/token and /accounts/login/ (django-ratelimit
+# rates: failures per fixed window): past either, that username or that address
+# is refused with 429 until its window ends (common/lockout.py).
+HEARO_LOGIN_FAILURES_PER_USERNAME = env.str("HEARO_LOGIN_FAILURES_PER_USERNAME", default="5/15m")
+HEARO_LOGIN_FAILURES_PER_ADDRESS = env.str("HEARO_LOGIN_FAILURES_PER_ADDRESS", default="30/15m")
+# Request bodies over this many bytes are refused (413 on the JSON API, 400 elsewhere).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("HEARO_MAX_BODY_BYTES", 256 * 1024)
+
+
+def env_networks(name: str) -> tuple:
+    """Return a comma-separated list of IPs/CIDRs as networks, failing loudly with its name."""
+    try:
+        return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in env.list(name, default=[]))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+# The reverse proxies in front of Daphne (IPs or CIDRs, e.g. "172.16.0.0/12"):
+# only a request whose peer is one of them has its X-Forwarded-For believed,
+# for the join rate limit, the sign-in lock-out and the socket caps. Default:
+# none (the peer is the client).
+HEARO_TRUSTED_PROXIES = env_networks("HEARO_TRUSTED_PROXIES")
 
 # --- Celery (only used with REDIS_URL) --------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
@@ -238,7 +269,8 @@ CELERY_BEAT_SCHEDULE = {
 # --- REST API --------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser with a body size and a nesting limit (common/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["common.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its WWW-Authenticate header makes a bad credential a 401.
         "rest_framework.authentication.TokenAuthentication",
@@ -304,7 +336,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     # One handler for everything, behind the filter that scrubs bearer tokens,
     # JWTs and the configured secrets (hearo/logs.py).
-    "filters": {"redact": {"()": "common.logs.RedactSecrets"}},
+    # "one_line" drops the traceback Django attaches to a refused request
+    # (bad Host header, oversized body: django.security.*).
+    "filters": {"redact": {"()": "common.logs.RedactSecrets"}, "one_line": {"()": "common.security.OneLineRefusals"}},
     "formatters": {
         "plain": {"()": "common.logs.PlainFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {
@@ -315,7 +349,7 @@ LOGGING = {
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": HEARO_LOG_FORMAT, "filters": ["redact"]},
+        "console": {"class": "logging.StreamHandler", "formatter": HEARO_LOG_FORMAT, "filters": ["redact", "one_line"]},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # Django's own handlers (a DEBUG-only console, mail_admins) would print

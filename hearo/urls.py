@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from common.api import json_error_view
+from common.lockout import AdminLockoutLoginView
 from hearo import health
 from matching import apis as matching_apis
 from matching import staff_apis as matching_staff_apis
@@ -44,9 +45,14 @@ operations = [
 urlpatterns = [
     *api,
     *operations,
+    # Before the admin's own URLs: its login, under the password-guessing lock-out.
+    path("admin/login/", AdminLockoutLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),
     path("", include("hearo.page_urls")),
 ]
 
+# A refused request (a bad Host header, a body over DATA_UPLOAD_MAX_MEMORY_SIZE)
+# gets the JSON error shape too, not Django's HTML "Bad Request (400)".
+handler400 = json_error_view(400, "bad_request", "the request was refused (bad Host header or body too large)")
 handler404 = json_error_view(404, "not_found", "no such resource")
 handler500 = json_error_view(500, "server_error", "internal error; it has been logged")

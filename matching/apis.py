@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common import events
+from common import events, lockout
 from common.api import StrictCharField, StrictSerializer, bearer_token
 from common.errors import Forbidden, Unauthorized
 from matching import counselors, handoff, livekit, selectors
@@ -82,15 +82,23 @@ class TokenApi(APIView):
 
     @extend_schema(
         request=TokenIn,
-        responses={200: inline_serializer("AuthToken", {"token": serializers.CharField()}), 400: ERROR, 401: ERROR},
+        responses={
+            200: inline_serializer("AuthToken", {"token": serializers.CharField()}),
+            400: ERROR,
+            401: ERROR,
+            429: OpenApiResponse(ERROR, "too_many_attempts (with retryAfter, seconds, and a Retry-After header)"),
+        },
         description="Exchange a counselor's or a staff user's username and password for an API token "
-        "(`Authorization: Token <key>`).",
+        "(`Authorization: Token <key>`). Failures are limited per username and per client address.",
     )
     def post(self, request):
         data = TokenIn(data=request.data)
         data.is_valid(raise_exception=True)
+        username = data.validated_data["username"]
+        lockout.login_refuse_if_locked(request, username)
         user = authenticate(request, **data.validated_data)
         if user is None:
+            lockout.login_failed(request, username)
             raise Unauthorized("wrong username or password", code="bad_credentials")
         if not user.is_staff:
             selectors.counselor_for_user(user=user)  # only counselors and staff get API tokens

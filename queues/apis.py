@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from common import events
 from common.api import StrictBooleanField, StrictCharField, StrictSerializer, bearer_token
+from common.clientaddr import request_client_address
 from common.errors import TooManyRequests
 from queues import selectors, services
 
@@ -26,8 +27,8 @@ class JoinIn(StrictSerializer):
 
 
 def client_address(group: str, request) -> str:
-    """Return the rate-limit key: the peer address (absent on a Unix socket)."""
-    return request.META.get("REMOTE_ADDR") or "unknown"
+    """Return the rate-limit key: the client's address (X-Forwarded-For only behind a trusted proxy)."""
+    return request_client_address(request)
 
 
 class CustomerAPIView(APIView):

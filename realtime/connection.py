@@ -6,6 +6,7 @@ the channel-layer messages addressed to it, and gives it ``send``/``close``.
 Subclasses differ only in the encoding (STOMP frames or plain JSON).
 """
 
+import asyncio
 import logging
 import time
 from typing import Protocol
@@ -15,11 +16,12 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from common import events, metrics
+from common.clientaddr import UNKNOWN, scope_client_address
 from common.errors import DomainError
 from matching.selectors import registration_by_id_state
 from queues.services import registration_touch
 from realtime.auth import Credentials, authenticate
-from realtime.connection_cap import Slot, slot_acquire, slot_release
+from realtime.connection_cap import Slot, address_slot_acquire, slot_acquire, slot_release
 from realtime.destinations import Principal, Topic
 from realtime.hub import Watcher, get_hub
 
@@ -78,6 +80,43 @@ class PushConnection:
         self.budget = FrameBudget()
         self.slot: Slot | None = None  # the customer's connection slot while it is held
         self.tier = getattr(transport, "tier", "stomp")
+        self.client_address = scope_client_address(scope)
+        # Until it authenticates, the socket holds a slot of its address and a deadline.
+        self.address_slot: Slot | None = None
+        self._tasks = [asyncio.create_task(self._guard())]
+
+    # -- before authentication ------------------------------------------------
+
+    async def _guard(self) -> None:
+        """Count this socket against its address until it authenticates; close it at the deadline."""
+        # No address to count by (a Unix socket peer): the deadline alone applies.
+        if self.client_address != UNKNOWN:
+            self.address_slot = await address_slot_acquire(self.client_address)
+            if self.address_slot is None:
+                await self._refuse_address()
+                return
+        if self.principal is not None or self.closed:
+            await self._leave_address()  # authenticated (or gone) while the slot was being taken
+            return
+        await asyncio.sleep(settings.HEARO_AUTH_TIMEOUT_SECONDS)
+        if self.principal is None and not self.closed:
+            log.info("socket did not authenticate in time; closing it", extra=self.log_fields("ws.auth_timeout"))
+            seconds = settings.HEARO_AUTH_TIMEOUT_SECONDS
+            await self.fail("authentication timeout", f"authenticate within {seconds} s of opening", code=1008)
+        await self._leave_address()  # a socket refused at CONNECT may linger until its disconnect
+
+    async def _refuse_address(self) -> None:
+        log.warning("too many unauthenticated sockets from one address", extra=self.log_fields("ws.address_cap"))
+        await self.fail("too many connections", "too many unauthenticated connections from this address", code=1008)
+
+    async def _leave_address(self) -> None:
+        if self.address_slot is not None:
+            slot, self.address_slot = self.address_slot, None
+            await slot_release(slot)
+
+    async def fail(self, message: str, detail: str, *, code: int) -> None:
+        """Tell the client why (in the encoding's error shape), then close."""
+        raise NotImplementedError
 
     # -- auth and topics ------------------------------------------------------
 
@@ -97,6 +136,9 @@ class PushConnection:
         self.principal = principal
         metrics.connections.labels(tier=self.tier).inc()
         self._touched = time.monotonic()
+        await self._leave_address()
+        if principal.kind == "customer":
+            self._tasks.append(asyncio.create_task(self._keep_lease()))
         return principal
 
     def principal_for(self, credentials: Credentials) -> Principal:
@@ -113,9 +155,8 @@ class PushConnection:
     def log_fields(self, event: str) -> dict:
         """Return the extras a log line about this connection carries (never its credentials)."""
         fields = {"event": event, "tier": self.tier, "path": self.scope.get("path", "")}
-        client = self.scope.get("client")
-        if client:
-            fields["client"] = client[0]
+        if self.client_address:
+            fields["client"] = self.client_address
         if self.principal is not None and self.principal.kind == "customer":
             fields.update(customer_id=self.principal.ident, registration_id=self.principal.registration_id)
         elif self.principal is not None and self.principal.kind == "counselor":
@@ -196,6 +237,11 @@ class PushConnection:
 
     async def release(self) -> None:
         """Leave every group and the hub (the socket is gone)."""
+        for task in self._tasks:
+            # A guard cancelled mid-acquire may leave a Redis member; unrefreshed,
+            # it stops counting after HEARO_CONNECTION_SLOT_SECONDS.
+            task.cancel()
+        await self._leave_address()
         if self.closed and self.principal is None:
             return
         self.closed = True
@@ -215,14 +261,29 @@ class PushConnection:
 
     # -- inbound liveness -----------------------------------------------------
 
+    async def _keep_lease(self) -> None:
+        """Renew the customer's lease while the socket is open, however quiet the client.
+
+        An open socket is evidence the customer is there (a STOMP client may
+        negotiate heart-beat 0,0 and never send a frame). The evidence goes with
+        the socket: ``release`` cancels this, and the lease then runs out.
+        """
+        while not self.closed:
+            await asyncio.sleep(settings.HEARO_HEARTBEAT_SECONDS)
+            # A client frame that renewed it in the last half interval did the job.
+            if time.monotonic() - self._touched >= settings.HEARO_HEARTBEAT_SECONDS / 2:
+                await self.renew()
+
     async def touch(self) -> None:
         """Renew the customer's lease from socket traffic (at most every heartbeat interval)."""
+        if time.monotonic() - self._touched >= settings.HEARO_HEARTBEAT_SECONDS:
+            await self.renew()
+
+    async def renew(self) -> None:
+        """Renew the customer's lease now."""
         if self.principal is None or self.principal.kind != "customer" or self.left_queue:
             return
-        now = time.monotonic()
-        if now - self._touched < settings.HEARO_HEARTBEAT_SECONDS:
-            return
-        self._touched = now
+        self._touched = time.monotonic()
         try:
             await database_sync_to_async(registration_touch)(registration_id=self.principal.registration_id)
         except Exception:

@@ -1,9 +1,12 @@
-"""The per-customer connection cap, per process or across the cluster.
+"""Connection caps, per process or across the cluster.
 
 One customer token could open hundreds of sockets; at most
-HEARO_MAX_CONNECTIONS_PER_CUSTOMER are let in. Without Redis (the embedded
+HEARO_MAX_CONNECTIONS_PER_CUSTOMER are let in. Before it authenticates, a
+socket counts against its client address instead: at most
+HEARO_MAX_UNAUTHENTICATED_PER_ADDRESS per address, the same machinery
+keyed by the address. Without Redis (the embedded
 default: one process) the count is a dict in this process. With Redis every
-node shares it: one sorted set per customer, one member per connection,
+node shares it: one sorted set per customer (or address), one member per connection,
 scored with the time its node last vouched for the socket. Each node
 refreshes the members of the sockets it still holds every third of
 HEARO_CONNECTION_SLOT_SECONDS, so the members of a node that died without
@@ -37,8 +40,8 @@ return 1
 
 @dataclass(frozen=True)
 class Slot:
-    customer_id: str
-    key: str = ""  # the customer's sorted set; "" for a slot counted in this process
+    owner: str  # "customer:<id>" or "address:<ip>"
+    key: str = ""  # the owner's sorted set; "" for a slot counted in this process
     member: str = ""
 
 
@@ -47,19 +50,19 @@ class Slot:
 _local: dict[str, int] = {}
 
 
-def _local_acquire(customer_id: str) -> Slot | None:
-    if _local.get(customer_id, 0) >= settings.HEARO_MAX_CONNECTIONS_PER_CUSTOMER:
+def _local_acquire(owner: str, cap: int) -> Slot | None:
+    if _local.get(owner, 0) >= cap:
         return None
-    _local[customer_id] = _local.get(customer_id, 0) + 1
-    return Slot(customer_id)
+    _local[owner] = _local.get(owner, 0) + 1
+    return Slot(owner)
 
 
-def _local_release(customer_id: str) -> None:
-    left = _local.get(customer_id, 1) - 1
+def _local_release(owner: str) -> None:
+    left = _local.get(owner, 1) - 1
     if left > 0:
-        _local[customer_id] = left
+        _local[owner] = left
     else:
-        _local.pop(customer_id, None)
+        _local.pop(owner, None)
 
 
 # -- the cluster (Redis) -------------------------------------------------------------
@@ -122,22 +125,34 @@ def _node() -> _Node:
 
 
 def _key(customer_id: str) -> str:
-    return cache.make_and_validate_key(f"connections:customer:{customer_id}")
+    return _owner_key(f"customer:{customer_id}")
+
+
+def _owner_key(owner: str) -> str:
+    return cache.make_and_validate_key(f"connections:{owner}")
 
 
 async def slot_acquire(customer_id: str) -> Slot | None:
     """Take one of the customer's connection slots; None when all are taken."""
+    return await _acquire(f"customer:{customer_id}", settings.HEARO_MAX_CONNECTIONS_PER_CUSTOMER)
+
+
+async def address_slot_acquire(address: str) -> Slot | None:
+    """Take one of the address's unauthenticated-socket slots; None when all are taken."""
+    return await _acquire(f"address:{address}", settings.HEARO_MAX_UNAUTHENTICATED_PER_ADDRESS)
+
+
+async def _acquire(owner: str, cap: int) -> Slot | None:
     if not settings.REDIS_URL:
-        return _local_acquire(customer_id)
+        return _local_acquire(owner, cap)
     node, seconds = _node(), settings.HEARO_CONNECTION_SLOT_SECONDS
-    slot, now = Slot(customer_id, _key(customer_id), secrets.token_hex(8)), time.time()
-    cap = settings.HEARO_MAX_CONNECTIONS_PER_CUSTOMER
+    slot, now = Slot(owner, _owner_key(owner), secrets.token_hex(8)), time.time()
     try:
         taken = await node.acquire(keys=[slot.key], args=[now, now - seconds, cap, slot.member, seconds])
     except RedisError as exc:
         # The channel layer is most likely down too; count on this node alone meanwhile.
         log.warning("connection cap falls back to this node: %s", exc)
-        return _local_acquire(customer_id)
+        return _local_acquire(owner, cap)
     if not taken:
         return None
     node.hold(slot)
@@ -147,7 +162,7 @@ async def slot_acquire(customer_id: str) -> Slot | None:
 async def slot_release(slot: Slot) -> None:
     """Give a slot back (the socket closed)."""
     if not slot.key:
-        _local_release(slot.customer_id)
+        _local_release(slot.owner)
         return
     node = _node()
     node.drop(slot)

@@ -32,6 +32,9 @@ class JsonConnection(PushConnection):
             message = json.loads(data)
         except (ValueError, UnicodeDecodeError):
             raise ClientError("malformed JSON", "every message must be a JSON object", code=1007) from None
+        except RecursionError:
+            # '[' * 4000 fits the size limit but not the decoder's stack: the client's fault.
+            raise ClientError("malformed JSON", "nested too deeply", code=1007) from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise ClientError("malformed message", 'expected {"type": …}', code=1007)
         return message

@@ -24,8 +24,19 @@ PACKAGES = ("common", "queues", "matching", "realtime", "hearo")
 # ``*`` standing for a subpackage's modules.
 LAYERS = {
     "common": [
-        {"common", "common.errors", "common.events", "common.logs", "common.metrics", "common.models", "common.db"},
-        {"common.api", "common.publish"},
+        {
+            "common",
+            "common.errors",
+            "common.events",
+            "common.logs",
+            "common.metrics",
+            "common.models",
+            "common.db",
+            "common.clientaddr",
+            "common.security",
+            "common.parsers",
+        },
+        {"common.api", "common.publish", "common.lockout"},
     ],
     "queues": [
         {"queues", "queues.models", "queues.ranking", "queues.signals", "queues.hours", "queues.config"},

@@ -58,6 +58,8 @@ def server_env(**extra: str) -> dict:
             "HEARO_INPROCESS_MATCHER": "0",
             # Every test client joins from 127.0.0.1.
             "HEARO_JOIN_RATE": "1000/m",
+            # Browser and interop tests open many sockets from 127.0.0.1 at once.
+            "HEARO_MAX_UNAUTHENTICATED_PER_ADDRESS": "100000",
         }
     )
     env.update(extra)
