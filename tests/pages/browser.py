@@ -213,3 +213,21 @@ CONTRAST_JS = """
 
 def contrast(page: Page, selector: str) -> float:
     return page.locator(selector).evaluate(CONTRAST_JS)
+
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_serious_violations(page: Page) -> list[dict]:
+    """Run axe-core on the page as it is; return its serious and critical violations.
+
+    Injected with ``evaluate`` (the DevTools protocol), not a script tag: the
+    pages' Content-Security-Policy rightly refuses inline scripts.
+    """
+    if not page.evaluate("Boolean(window.axe)"):
+        page.evaluate(AXE.read_text())
+    return page.evaluate(
+        """async () => (await axe.run(document, { resultTypes: ["violations"] })).violations
+             .filter((v) => v.impact === "serious" || v.impact === "critical")
+             .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(" ")) }))"""
+    )

@@ -21,14 +21,13 @@ from playwright.sync_api import Page, expect
 
 from matching.models import Counselor, Match
 from queues.models import Registration
-from tests.pages.browser import Blocker, DashboardPage, Site, in_browser, screenshot
+from tests.pages.browser import Blocker, DashboardPage, Site, axe_serious_violations, in_browser, screenshot
 from tests.pages.test_dashboard_routing import single_line
 from tests.support.processes import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "s3cret-pass-1"  # the `counselor` fixture's
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 README_SHOT = ROOT / "docs" / "screenshots" / "dashboard.png"
 UNREACHABLE_EN = (
     "The call server can't be reached. The customer has been put back at the front of the line. You are available."
@@ -52,17 +51,6 @@ def point_calls_at(page: Page, url: str) -> None:
         route.fulfill(response=response, body=json.dumps(body))
 
     page.route(re.compile(r".*/api/livekit/token$"), rewrite)
-
-
-def axe_violations(page: Page) -> list[dict]:
-    """Run axe-core on the page as it is; return its serious and critical violations."""
-    if not page.evaluate("Boolean(window.axe)"):
-        page.add_script_tag(path=str(AXE))
-    return page.evaluate(
-        """async () => (await axe.run(document)).violations
-          .filter((v) => v.impact === "serious" || v.impact === "critical")
-          .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(" ")) }))"""
-    )
 
 
 def orm(read):
@@ -161,7 +149,7 @@ def test_a_counselor_releases_a_customer_who_goes_back_to_the_head_of_the_line(s
         page.get_by_label("I can't take this call").check()
         page.get_by_label("Anything else (optional)").fill("headset broke")
         shoot(page, "dashboard-release-form-en")
-        assert axe_violations(page) == []
+        assert axe_serious_violations(page) == []
         with page.expect_response(re.compile(r"/api/matches/\d+/release$")) as released:
             page.locator("#release-confirm").click()
         assert released.value.status == 200
@@ -206,7 +194,7 @@ def test_an_unreachable_call_server_ends_the_match_as_call_failed_and_the_counse
         expect(page.locator("#match-details")).to_be_visible()
         expect(page.locator("#join-countdown")).to_be_visible()
         shoot(page, f"dashboard-assigned-{language}", readme=language == "en")
-        assert axe_violations(page) == []
+        assert axe_serious_violations(page) == []
 
         with page.expect_request(re.compile(r"/api/matches/\d+/call-failed$"), timeout=30000) as reported:
             page.locator("#join-call-button").click()
@@ -229,7 +217,7 @@ def test_an_unreachable_call_server_ends_the_match_as_call_failed_and_the_counse
         customer.expect_rank(1)
         assert customer.state()["reason"] == "call_failed"
         shoot(page, f"dashboard-call-failed-{language}")
-        assert axe_violations(page) == []
+        assert axe_serious_violations(page) == []
         assert dashboard.errors == []
         return customer.state()
 
@@ -294,7 +282,7 @@ def test_the_dashboard_in_a_call_and_after_it_has_no_serious_accessibility_viola
         dashboard = signed_in(browser, site)
         page = dashboard.page
         expect(page.locator("#dashboard-app")).to_have_attribute("aria-busy", "false")
-        assert axe_violations(page) == []  # idle, offline
+        assert axe_serious_violations(page) == []  # idle, offline
         customer = Visitor(site, "Mina")
         dashboard.status_button("AVAILABLE").click()
         expect(page.locator("#match-details")).to_be_visible()
@@ -309,7 +297,7 @@ def test_the_dashboard_in_a_call_and_after_it_has_no_serious_accessibility_viola
         expect(page.locator("#join-countdown")).to_be_hidden()
         expect(page.locator("#complete-button")).to_be_visible()
         expect(page.locator("#release-button")).to_be_visible()
-        assert axe_violations(page) == []
+        assert axe_serious_violations(page) == []
         shoot(page, "dashboard-in-call-en")
 
         # The customer's connection drops and comes back (the server's messages, injected).
@@ -326,7 +314,7 @@ def test_the_dashboard_in_a_call_and_after_it_has_no_serious_accessibility_viola
         expect(page.locator("#match-interrupted")).to_contain_text("Mina's connection dropped.")
         expect(page.locator("#match-interrupted-countdown")).to_have_text(re.compile(r"^0:(4[0-5]|3\d) left$"))
         expect(page.locator("#match-alert-title")).to_be_focused()
-        assert axe_violations(page) == []
+        assert axe_serious_violations(page) == []
         inject(page, {"type": "MATCH_RESUMED", "matchId": match_id})
         expect(page.locator("#match-interrupted")).to_be_hidden()
         expect(page.locator("#announce")).to_contain_text("The call resumed.")
@@ -334,7 +322,7 @@ def test_the_dashboard_in_a_call_and_after_it_has_no_serious_accessibility_viola
         page.locator("#complete-button").click()
         expect(page.locator("#match-ended-text")).to_have_text("The session is complete.")
         expect(page.locator("#match-ended-title")).to_be_focused()
-        assert axe_violations(page) == []
+        assert axe_serious_violations(page) == []
         assert dashboard.errors == []
 
     in_browser(scenario)

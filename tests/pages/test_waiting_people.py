@@ -20,13 +20,12 @@ from matching.models import Counselor, Match
 from queues.models import Queue
 from queues.ranking import estimate_wait_seconds
 from queues.services import queue_default
-from tests.pages.browser import Blocker, CustomerPage, Site, in_browser, screenshot
+from tests.pages.browser import Blocker, CustomerPage, Site, axe_serious_violations, in_browser, screenshot
 from tests.support.processes import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "s3cret-pass-1"  # the `counselor` fixture's (display name "Alice")
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 README_SCREENSHOTS = ROOT / "docs" / "screenshots"
 JARGON = re.compile(r"STOMP|SockJS|REST|polling|WebSocket|xhr-|hearo_", re.IGNORECASE)
 
@@ -93,17 +92,6 @@ def counselor_status(site: Site, token: dict) -> str:
     return site.call("GET", "/counselor/state", headers=token)[1]["counselor"]["status"]
 
 
-def serious_axe_violations(page: Page) -> list[dict]:
-    """Run axe-core in the page; return its serious and critical violations."""
-    if not page.evaluate("Boolean(window.axe)"):
-        page.add_script_tag(path=str(AXE))
-    return page.evaluate(
-        """async () => (await axe.run(document, { resultTypes: ["violations"] })).violations
-             .filter((v) => v.impact === "serious" || v.impact === "critical")
-             .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(" ")) }))"""
-    )
-
-
 def readme_screenshot(page: Page, name: str) -> None:
     """Save the README's picture of one state (only when asked: the files are tracked)."""
     path = screenshot(page, f"people-readme-{name}")
@@ -155,7 +143,7 @@ def test_when_the_call_server_cannot_be_reached_the_customer_is_back_at_the_fron
         expect(customer.page.locator("#back-title")).to_be_focused()
         assert counselor_status(site, token) == "AVAILABLE"  # not forced AWAY: she tried, and no call took place
         readme_screenshot(customer.page, "call-failed")
-        assert serious_axe_violations(customer.page) == []
+        assert axe_serious_violations(customer.page) == []
         # A reload keeps the explanation until the next match.
         customer.page.reload()
         customer.expect_rank(1)
@@ -226,7 +214,7 @@ def test_a_dropped_call_offers_reconnect_with_the_time_left(site):
         expect(customer.page.get_by_role("button", name="Reconnect")).to_be_visible()
         expect(customer.page.locator("#join-call-button")).to_be_hidden()
         screenshot(customer.page, "people-reconnect")
-        assert serious_axe_violations(customer.page) == [], "call, interrupted"
+        assert axe_serious_violations(customer.page) == [], "call, interrupted"
         # Reconnect runs the join again: a fresh grant first.
         with customer.page.expect_request(re.compile(r"/api/livekit/token$")):
             customer.page.get_by_role("button", name="Reconnect").click()
@@ -483,17 +471,17 @@ def test_the_microphone_check_shows_a_level_and_says_what_to_do_when_refused(sit
 def test_each_view_takes_the_focus_to_its_heading_and_passes_axe(site, counselor):
     def scenario(browser):
         customer = Person(browser, site)
-        assert serious_axe_violations(customer.page) == [], "join"
+        assert axe_serious_violations(customer.page) == [], "join"
         customer.join("Mina")
         assert customer.focused() == "waiting-title"
         customer.expect_tier("stomp")
-        assert serious_axe_violations(customer.page) == [], "waiting"
+        assert axe_serious_violations(customer.page) == [], "waiting"
 
         token = counselor_token(site)
         set_status(site, token, "AVAILABLE")
         expect(customer.page.locator("#view-matched")).to_be_visible(timeout=5000)
         expect(customer.page.locator("#matched-title")).to_be_focused()
-        assert serious_axe_violations(customer.page) == [], "matched"
+        assert axe_serious_violations(customer.page) == [], "matched"
 
         match_id = site.call("GET", "/api/queue/rank", headers=customer.bearer())[1]["matchId"]
         assert site.call("POST", f"/api/matches/{match_id}/joined", headers=customer.bearer())[0] == 200
@@ -506,11 +494,11 @@ def test_each_view_takes_the_focus_to_its_heading_and_passes_axe(site, counselor
         assert site.call("POST", f"/api/matches/{match_id}/release", {"reason": "test"}, token)[0] == 200
         expect(customer.page.locator("#back-title")).to_be_focused(timeout=5000)
         set_status(site, token, "AWAY")
-        assert serious_axe_violations(customer.page) == [], "back in line"
+        assert axe_serious_violations(customer.page) == [], "back in line"
 
         customer.page.locator("#cancel-button").click()
         expect(customer.page.locator("#ended-title")).to_be_focused()
-        assert serious_axe_violations(customer.page) == [], "ended"
+        assert axe_serious_violations(customer.page) == [], "ended"
         customer.page.locator("#rejoin-button").click()
         expect(customer.page.locator("#waiting-title")).to_be_focused()
         assert customer.errors == []
