@@ -210,16 +210,25 @@ def match_call_failed(*, match_id: int, side: str, reason: str, detail: str, act
     return match
 
 
+def _counselor_match_lock(match_id: int, *, counselor: Counselor, ending: str) -> Match:
+    """Lock the counselor's own match for ``ending`` it; an ended one only if it ended that way (a retry).
+
+    Another counselor is 403 ``not_your_match``; a match that ended otherwise is 409 ``match_ended``.
+    """
+    match = _match_lock(match_id)
+    if match.counselor_id != counselor.id:
+        raise Forbidden("only this match's counselor can do that", code="not_your_match")
+    if not match.is_open and match.end_reason != ending:
+        raise Conflict(f"the match has ended ({match.end_reason})", code="match_ended")
+    return match
+
+
 @transaction.atomic(durable=True)
 def match_complete(*, match_id: int, counselor: Counselor) -> Match:
     """End a call as completed (its counselor only); idempotent. The counselor is AVAILABLE again."""
-    match = _match_lock(match_id)
-    if match.counselor_id != counselor.id:
-        raise Forbidden("only this match's counselor can complete it", code="not_your_match")
+    match = _counselor_match_lock(match_id, counselor=counselor, ending="completed")
     if not match.is_open:
-        if match.end_reason == "completed":
-            return match  # a retry after a lost response
-        raise Conflict(f"the match has ended ({match.end_reason})", code="match_ended")
+        return match  # a retry after a lost response
     if match.registration.status != S.IN_CALL:
         raise Conflict("the customer has not joined the call yet", code="not_in_call")
     # "completed" exactly: the wait estimate averages these calls.
@@ -240,13 +249,9 @@ def match_release(*, match_id: int, counselor: Counselor, reason: str = "") -> M
     """
     # A release racing a cancel, a call-failed report or the deadline pass: the
     # row lock (and match_end's conditional UPDATE) lets exactly one end the match.
-    match = _match_lock(match_id)
-    if match.counselor_id != counselor.id:
-        raise Forbidden("only this match's counselor can release it", code="not_your_match")
+    match = _counselor_match_lock(match_id, counselor=counselor, ending="released")
     if not match.is_open:
-        if match.end_reason == "released":
-            return match  # a retry after a lost response
-        raise Conflict(f"the match has ended ({match.end_reason})", code="match_ended")
+        return match  # a retry after a lost response
     actor = f"counselor:{counselor.counselor_id}"
     match_end(match=match, reason="released", actor=actor, by="counselor", note=reason)
     registration = match_requeue(match=match, reason="released", actor=actor)
