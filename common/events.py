@@ -238,3 +238,8 @@ def counselor_status(*, counselor_id: str, status: str, wrap_up_until: datetime 
 def counselor_skills(*, counselor_id: str) -> dict:
     """Tell the dashboard staff changed its counselor's queues or languages (it re-reads its state)."""
     return {"type": "SKILLS", "counselorId": counselor_id, "timestamp": epoch_ms()}
+
+
+def resync(*, reason: str) -> dict:
+    """Return the message that tells a dashboard to re-read its state over REST (messages may have been lost)."""
+    return {"type": "RESYNC", "reason": reason, "timestamp": epoch_ms()}

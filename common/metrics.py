@@ -23,6 +23,14 @@ fanout = Histogram(
 )
 connections = Gauge("hearo_connections", "Open push connections on this node", ["tier"])
 frames_refused = Counter("hearo_frames_refused_total", "Client frames refused (rate, size, malformed)", ["reason"])
+redis_failovers = Counter(
+    "hearo_redis_failovers_total", "Times this process's Redis connections followed a new primary (Sentinel)"
+)
+redis_recovery = Histogram(
+    "hearo_redis_failover_recovery_seconds",
+    "From this process first losing the Redis primary to its first connection to the promoted one",
+    buckets=(0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60),
+)
 
 
 GC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)

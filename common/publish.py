@@ -12,6 +12,7 @@ and closes it with the loop, so each call here is self-contained.
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -19,8 +20,10 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from common import events
+from common import events, redis_clients
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +35,44 @@ def _redis():
     """Return the process's synchronous Redis client (redis-py pools are fork-safe)."""
     global _redis_client
     if _redis_client is None:
-        import redis
-
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        _redis_client = redis_clients.sync_client(socket_timeout=2, socket_connect_timeout=2)
     return _redis_client
 
 
 def deliver(group: str, message: dict) -> None:
-    """Send one message to a channel-layer group now. Never raises."""
-    try:
-        if group == events.QUEUE_GROUP and settings.HEARO_QUEUE_BROADCAST:
-            # One PUBLISH reaches every node's hub: no per-receiver channel,
-            # no expiry bookkeeping, whatever the number of nodes or customers.
-            _redis().publish(settings.HEARO_QUEUE_BROADCAST, json.dumps(message))
-        else:
-            async_to_sync(get_channel_layer().group_send)(group, message)
-    except Exception:
-        # A publish that fails must not undo a committed state change; the
-        # client re-syncs from its snapshot on reconnect and the poller.
-        log.exception("publish to %s failed", group)
+    """Send one message to a channel-layer group now. Never raises.
+
+    Redis unreachable (a failover in progress, a restart) is retried for up to
+    HEARO_PUBLISH_RETRY_SECONDS: the change is committed, and a message dropped
+    in the gap would reach only the customers whose node happened to re-sync
+    after it.
+    """
+    deadline = time.monotonic() + settings.HEARO_PUBLISH_RETRY_SECONDS
+    pause = 0.1
+    while True:
+        try:
+            _send(group, message)
+            return
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if time.monotonic() + pause > deadline:
+                log.error("publish to %s failed; Redis unreachable: %s", group, exc)
+                return
+            time.sleep(pause)
+            pause = min(2 * pause, 1.0)
+        except Exception:
+            # A publish that fails must not undo a committed state change; the
+            # client re-syncs from its snapshot on reconnect and the poller.
+            log.exception("publish to %s failed", group)
+            return
+
+
+def _send(group: str, message: dict) -> None:
+    if group == events.QUEUE_GROUP and settings.HEARO_QUEUE_BROADCAST:
+        # One PUBLISH reaches every node's hub: no per-receiver channel,
+        # no expiry bookkeeping, whatever the number of nodes or customers.
+        _redis().publish(settings.HEARO_QUEUE_BROADCAST, json.dumps(message))
+    else:
+        async_to_sync(get_channel_layer().group_send)(group, message)
 
 
 def _on_commit(group: str, message: dict) -> None:

@@ -10,10 +10,11 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common import metrics
+from common import metrics, redis_clients
 from matching.matcher import MATCHER_STAMP_KEY
 from matching.models import Counselor
 from queues.selectors import queue_order
+from realtime.hub import hubs_running
 
 
 def healthz(request):
@@ -56,6 +57,28 @@ def _check_matcher() -> None:
         raise RuntimeError(f"no periodic matcher pass in the last {limit} s (is the beat running?)")
 
 
+def _check_redis_primary() -> None:
+    """With sentinels: this node's broadcast subscription is on the primary they name now.
+
+    After a failover a node is not ready until it has followed: its hub
+    re-subscribes on the promoted replica within a second or two of the
+    sentinels naming it.
+    """
+    named = redis_clients.primary_named()
+    if redis_clients.watch.lost_at is not None:
+        lost = time.monotonic() - redis_clients.watch.lost_at
+        raise RuntimeError(f"lost the Redis primary {lost:.1f} s ago; the sentinels name {_address(named)}")
+    following = [hub.subscribed_to for hub in hubs_running()]
+    behind = [address for address in following if address is None or tuple(address) != tuple(named)]
+    if behind:
+        now_on = _address(behind[0]) if behind[0] else "no server"
+        raise RuntimeError(f"the rank hub is on {now_on}; the sentinels name {_address(named)} as the primary")
+
+
+def _address(address) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
 CHECKS = {
     "database": _check_database,
     "cache": _check_cache,
@@ -64,10 +87,17 @@ CHECKS = {
 }
 
 
+def checks() -> dict:
+    """Return the readiness checks this node runs (the primary's only behind sentinels)."""
+    if redis_clients.sentinel_mode():
+        return {**CHECKS, "redisPrimary": _check_redis_primary}
+    return CHECKS
+
+
 def readyz(request):
     """Database, Redis (cache and channel layer) and a recent matcher pass; 503 if any fails."""
     results = {}
-    for name, check in CHECKS.items():
+    for name, check in checks().items():
         try:
             check()
             results[name] = "ok"

@@ -2,8 +2,9 @@
 
 With nothing set, HearO runs on an embedded default: SQLite in the project
 folder, the in-memory channel layer, leases in the local-memory cache and the
-matcher in-process. ``DATABASE_URL`` switches to PostgreSQL; ``REDIS_URL``
-switches to channels-redis, Redis-backed leases and a Celery broker.
+matcher in-process. ``DATABASE_URL`` switches to PostgreSQL; ``REDIS_URL`` (or
+``REDIS_SENTINELS``) switches to channels-redis, Redis-backed leases and a
+Celery broker.
 """
 
 import ipaddress
@@ -117,11 +118,36 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, leases, Celery ----------------------------------
+# One server (REDIS_URL), or the sentinels that name the primary
+# (REDIS_SENTINELS="host:port,host:port,…" and REDIS_SENTINEL_MASTER): every
+# Redis client then finds the primary through them and follows a failover
+# (common/redis_clients.py).
 REDIS_URL = env.str("REDIS_URL", default="")
 
-if REDIS_URL:
+
+def env_host_ports(name: str) -> tuple[tuple[str, int], ...]:
+    """Return a comma-separated list of host:port, failing loudly with its name."""
+    found = []
+    for item in env.list(name, default=[]):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(f"{name}: {item.strip()!r} is not host:port")
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
+
+
+REDIS_SENTINELS = env_host_ports("REDIS_SENTINELS")
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="")
+if REDIS_SENTINELS and REDIS_URL:
+    raise ImproperlyConfigured("REDIS_SENTINELS and REDIS_URL are both set: set REDIS_URL to '' to use the sentinels")
+if REDIS_SENTINEL_MASTER and not REDIS_SENTINELS:
+    raise ImproperlyConfigured("REDIS_SENTINEL_MASTER is set without REDIS_SENTINELS (the sentinels to ask)")
+REDIS_SENTINEL_MASTER = REDIS_SENTINEL_MASTER or "mymaster"
+
+if REDIS_URL or REDIS_SENTINELS:
     # redis-py's defaults bite here: a finite socket_timeout kills idle blocking reads.
-    _redis_host = {"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}
+    _redis_host = {"socket_timeout": None, "max_connections": 1000}
+    _redis_host["address"] = REDIS_URL or f"sentinel://{REDIS_SENTINEL_MASTER}"
     CHANNEL_LAYERS = {
         "default": {
             # channels-redis, with a connection pool that waits when it is exhausted.
@@ -140,9 +166,14 @@ if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
+            # With sentinels the location is a label: the pool asks them (common/redis_clients.py).
+            "LOCATION": REDIS_URL or f"sentinel://{REDIS_SENTINEL_MASTER}",
             "KEY_PREFIX": env.str("HEARO_CACHE_PREFIX", default="hearo"),
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            "OPTIONS": {
+                "socket_connect_timeout": 2,
+                "socket_timeout": 2,
+                "pool_class": "common.redis_clients.CachePool",
+            },
         },
     }
 else:
@@ -170,6 +201,10 @@ HEARO_RECONNECT_GRACE_SECONDS = env_int("HEARO_RECONNECT_GRACE_SECONDS", 60)
 # not reach (call_failed, call_dropped, no-show): the next free counselor, or the
 # next customer, is tried first instead of the same failing pair again at once.
 HEARO_REMATCH_PAUSE_SECONDS = env_int("HEARO_REMATCH_PAUSE_SECONDS", 60, minimum=0)
+# How long a message to the clients is retried while Redis is unreachable (a
+# Sentinel failover takes a few seconds); past it the message is dropped and the
+# clients' re-sync repairs what it carried.
+HEARO_PUBLISH_RETRY_SECONDS = env_int("HEARO_PUBLISH_RETRY_SECONDS", 15, minimum=0)
 if HEARO_HEARTBEAT_SECONDS >= HEARO_LEASE_SECONDS:
     raise ImproperlyConfigured("HEARO_HEARTBEAT_SECONDS must be shorter than HEARO_LEASE_SECONDS")
 
@@ -241,13 +276,17 @@ def env_networks(name: str) -> tuple:
 # none (the peer is the client).
 HEARO_TRUSTED_PROXIES = env_networks("HEARO_TRUSTED_PROXIES")
 
-# --- Celery (only used with REDIS_URL) --------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+# --- Celery (only used with Redis) --------------------------------------------
+_sentinel_broker = ";".join(f"sentinel://{host}:{port}" for host, port in REDIS_SENTINELS)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or _sentinel_broker or "memory://")
+if CELERY_BROKER_URL.startswith("sentinel://"):
+    # kombu asks the sentinels for this primary, and again after losing it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"master_name": REDIS_SENTINEL_MASTER}
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The in-process matcher replaces Celery when there is no Redis.
-HEARO_INPROCESS_MATCHER = env_flag("HEARO_INPROCESS_MATCHER", default=not REDIS_URL)
+HEARO_INPROCESS_MATCHER = env_flag("HEARO_INPROCESS_MATCHER", default=not (REDIS_URL or REDIS_SENTINELS))
 
 # --- Matching: Celery beat and event triggers (owned by matching/) ---------
 # Run a matcher pass at once when a customer joins, a counselor becomes

@@ -17,8 +17,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 
-# Present while the cache still holds the leases it was given; a Redis that
-# restarted empty has lost it, and the sweep then refreshes instead of expiring.
+from common import redis_clients
+
+# Holds the run id of the Redis server that was given the leases. A Redis that
+# restarted empty has lost it; a replica promoted by Sentinel has it, but with
+# the old primary's run id and perhaps without the last renewals (replication is
+# asynchronous). Either way the sweep then refreshes instead of expiring.
 EPOCH_KEY = "lease:epoch"
 
 
@@ -64,12 +68,17 @@ def lease_alive(kind: str, idents: Iterable[int | str]) -> set:
 
 
 def leases_intact() -> bool:
-    """Return whether the cache still holds the leases (False after an empty restart)."""
-    return cache.get(EPOCH_KEY) is not None
+    """Return whether the cache holds the leases as given (False after a restart or a failover)."""
+    return cache.get(EPOCH_KEY) == _epoch()
 
 
 def leases_mark_intact() -> None:
-    cache.set(EPOCH_KEY, 1, timeout=None)
+    cache.set(EPOCH_KEY, _epoch(), timeout=None)
+
+
+def _epoch() -> str:
+    """Return what names the server holding the leases now (one process's memory without Redis)."""
+    return redis_clients.server_id() or "local"
 
 
 # -- the async fast path (the heartbeat endpoint) --------------------------------
@@ -78,15 +87,13 @@ _clients: dict[asyncio.AbstractEventLoop, object] = {}
 
 
 def _redis():
-    """Return this event loop's redis.asyncio client (None without REDIS_URL)."""
-    if not settings.REDIS_URL:
+    """Return this event loop's redis.asyncio client (None without Redis)."""
+    if not redis_clients.redis_enabled():
         return None
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        import redis.asyncio
-
-        client = _clients[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+        client = _clients[loop] = redis_clients.async_client(socket_timeout=2)
     return client
 
 

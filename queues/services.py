@@ -377,7 +377,8 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
     has the last word, and a live cache lease refreshes the stale copy. If the
     cache lost every lease (Redis restarted empty), nobody is expired on this
     pass: every copy is refreshed instead, and clients re-lease on their next
-    beat, well within one lease.
+    beat, well within one lease. A replica promoted by Sentinel counts as
+    such a loss: it may lack the last renewals (``leases.leases_intact``).
     """
     now = now or timezone.now()
     candidates = Registration.objects.select_related("customer").filter(status=S.WAITING, lease_expires_at__lt=now)
@@ -386,7 +387,10 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
         leases.leases_mark_intact()
         # A fresh start has an empty cache too; it is only news if someone was waiting.
         if renewed:
-            log.warning("lease cache lost every lease; nobody expired, %d waiting leases renewed", renewed)
+            log.warning(
+                "lease cache is on a Redis that restarted or took over; nobody expired, %d waiting leases renewed",
+                renewed,
+            )
         return []
     candidates = list(candidates)
     alive = leases.lease_alive("registration", [r.id for r in candidates])

@@ -14,8 +14,10 @@ from typing import Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from common import events, metrics
+from common import events, metrics, redis_clients
 from common.clientaddr import UNKNOWN, scope_client_address
 from common.errors import DomainError
 from matching.selectors import registration_by_id_state
@@ -171,7 +173,10 @@ class PushConnection:
         the version the client compares.
         """
         hub = await get_hub()
-        watcher = Watcher(push=lambda body, t=topic: self.hub_push(t, body))
+        watcher = Watcher(
+            push=lambda body, t=topic: self.hub_push(t, body),
+            resync=lambda stale, t=topic: self.resync(t, stale=stale),
+        )
         self.watchers[topic] = watcher
         await self._group_add(self.group_of(topic))
         if topic.kind == "rank":
@@ -207,6 +212,29 @@ class PushConnection:
         else:
             self.left_queue = True
         await self.deliver(topic, state)
+
+    async def resync(self, topic: Topic, *, stale: bool) -> None:
+        """Repair what losing Redis may have cost this topic: its group, and if ``stale`` its state.
+
+        The promoted replica may lack the newest group memberships, and the
+        messages published while no primary answered are gone. A customer still
+        waiting has just had its rank from the hub; one that left the queue gets
+        its state again unless it already holds it; a dashboard is told to re-read.
+        """
+        if self.closed or topic not in self.watchers:
+            return
+        await self.layer.group_add(self.group_of(topic), self.channel_name)
+        if not stale:
+            return
+        if topic.kind != "rank":
+            await self.deliver(topic, events.resync(reason="redis_failover"))
+            return
+        state = await database_sync_to_async(registration_by_id_state)(self.principal.registration_id)
+        if state.get("seq") is not None and state["seq"] <= self.seq:
+            return  # nothing happened to the visit that the client was not told
+        if self._newer(state):
+            self.left_queue = state.get("status") != "WAITING"
+            await self.deliver(topic, state)
 
     async def detach(self, topic: Topic) -> None:
         watcher = self.watchers.pop(topic, None)
@@ -286,6 +314,11 @@ class PushConnection:
         self._touched = time.monotonic()
         try:
             await database_sync_to_async(registration_touch)(registration_id=self.principal.registration_id)
+        except (RedisConnectionError, RedisTimeoutError):
+            # Redis is failing over or restarting: the next interval tries again, and
+            # the sweep does not expire anyone across a failover (queues/leases.py).
+            redis_clients.watch.lost()
+            log.debug("lease renewal from socket liveness failed: Redis unreachable")
         except Exception:
             log.exception("lease renewal from socket liveness failed")
 

@@ -24,6 +24,8 @@ from django.conf import settings
 from django.core.cache import cache
 from redis.exceptions import RedisError
 
+from common import redis_clients
+
 log = logging.getLogger(__name__)
 # Sockets whose slots are refreshed in one pipeline.
 REFRESH_BATCH = 200
@@ -72,9 +74,7 @@ class _Node:
     """This event loop's Redis client and the slots its sockets hold."""
 
     def __init__(self) -> None:
-        import redis.asyncio
-
-        self.client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+        self.client = redis_clients.async_client(socket_timeout=2)
         self.acquire = self.client.register_script(_ACQUIRE)
         self.held: dict[str, str] = {}  # member -> key
         self.refresher: asyncio.Task | None = None
@@ -143,7 +143,7 @@ async def address_slot_acquire(address: str) -> Slot | None:
 
 
 async def _acquire(owner: str, cap: int) -> Slot | None:
-    if not settings.REDIS_URL:
+    if not redis_clients.redis_enabled():
         return _local_acquire(owner, cap)
     node, seconds = _node(), settings.HEARO_CONNECTION_SLOT_SECONDS
     slot, now = Slot(owner, _owner_key(owner), secrets.token_hex(8)), time.time()

@@ -8,14 +8,26 @@ manages connections itself), and the hop cost a quarter of Daphne's CPU in a
 broadcast.
 """
 
+import asyncio
+import logging
+
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from common import redis_clients
 from realtime.connection import PushConnection
 from realtime.json_connection import JsonConnection
 from realtime.stomp_connection import StompConnection
 
 STOMP_SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
+# The longest pause between tries to reach the channel layer again after losing Redis.
+LAYER_RETRY_MAX_SECONDS = 2.0
+
+log = logging.getLogger(__name__)
 
 
 def application_close_code(code: int) -> int:
@@ -34,6 +46,35 @@ class PushConsumer(AsyncConsumer):
     max_message_bytes = 1024 * 1024
 
     # -- lifecycle ----------------------------------------------------------
+
+    async def __call__(self, scope, receive, send):
+        """Run the consumer as Channels' AsyncConsumer does, but outlive a lost channel layer.
+
+        Channels ends the consumer (and Daphne closes the socket) when a
+        channel-layer receive raises; while Redis fails over that is every
+        socket of the node. The receive is retried instead, and the rank hub
+        re-syncs the connection once it hears Redis again.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = self._layer_receive
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive, self.channel_receive], self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def _layer_receive(self):
+        pause = 0.1
+        while True:
+            try:
+                return await self.channel_layer.receive(self.channel_name)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                redis_clients.watch.lost()
+                log.debug("channel layer unreachable (%s); trying again in %.1f s", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, LAYER_RETRY_MAX_SECONDS)
 
     async def dispatch(self, message):
         handler = getattr(self, get_handler_name(message), None)

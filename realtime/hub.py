@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from common import events, metrics
+from common import events, metrics, redis_clients
 from matching.selectors import WaitBoard, wait_board, wait_stats_forget
 from queues.selectors import QueueOrder, queue_order
 
@@ -39,6 +39,8 @@ SAFETY_REFRESH_SECONDS = 30
 SLICE_SECONDS = 0.002
 # How long the pub/sub connection may sit idle before it is pinged.
 HEALTH_CHECK_SECONDS = 15
+# The pause before subscribing again after losing Redis (a failover takes seconds).
+RESUBSCRIBE_SECONDS = 0.5
 # Broadcasts that change who serves a line, not its order: the estimates move.
 STAFFING_REASONS = frozenset({"staffing", "queue_configured"})
 
@@ -55,6 +57,9 @@ class Watcher:
     # (estimatedWaitSeconds, estimatedWaitReason) last told; None: not known, never pushed for alone
     last_eta: tuple | None = None
     last_stats: tuple | None = field(default=None)
+    # Called after the hub lost Redis and came back: ``stale`` says the hub could
+    # not tell from the queue alone what this watcher should hold now.
+    resync: Callable[[bool], Awaitable[None]] | None = None
 
 
 def _read(queue_ids: frozenset[str] | None = None, fresh_board: bool = False) -> tuple[QueueOrder, WaitBoard]:
@@ -96,6 +101,10 @@ class RankHub:
         self._tasks: list[asyncio.Task] = []
         self._changed_at: float | None = None
         self.channel: str | None = None
+        # The Redis server the broadcast subscription is on (None: not subscribed); /readyz reads it.
+        self.subscribed_to: tuple[str, int] | None = None
+        # Set when the subscription came back after a loss: the next refresh re-syncs every connection.
+        self._resync = False
 
     async def start(self) -> None:
         if settings.HEARO_QUEUE_BROADCAST:
@@ -155,22 +164,24 @@ class RankHub:
 
     async def _listen(self, channel: str) -> None:
         """Follow the Redis pub/sub broadcast; after any loss, subscribe again and re-read."""
-        import redis.asyncio
-
-        client = redis.asyncio.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=HEALTH_CHECK_SECONDS
-        )
+        client = redis_clients.async_client(socket_connect_timeout=2, health_check_interval=HEALTH_CHECK_SECONDS)
         try:
             await self._follow(client, channel)
         finally:
             await client.aclose()
 
     async def _follow(self, client, channel: str) -> None:
+        subscribed_before = False
         while True:
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(channel)
+                    self.subscribed_to = _peer(pubsub)
                     # Changes published while we were not subscribed are lost: re-read.
+                    # After a loss (a failover, a restart), the customers' own
+                    # messages may have been lost too: re-sync every connection.
+                    self._resync = subscribed_before
+                    subscribed_before = True
                     self._changed_all()
                     while True:
                         # A timeout, not listen(): get_message pings an idle
@@ -181,8 +192,10 @@ class RankHub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self.subscribed_to = None
+                redis_clients.watch.lost()
                 log.warning("rank hub lost its Redis subscription; subscribing again")
-                await asyncio.sleep(1)
+                await asyncio.sleep(RESUBSCRIBE_SECONDS)
 
     async def _receive(self) -> None:
         while True:
@@ -223,8 +236,10 @@ class RankHub:
             queues, self._pending = self._pending, None
             urgent, self._urgent = self._urgent, set()
             staffing, self._staffing = self._staffing, False
+            resync, self._resync = self._resync, False
             try:
-                if await self.refresh(queues, urgent=urgent, staffing=staffing) and changed_at is not None:
+                pushed = await self.refresh(queues, urgent=urgent, staffing=staffing, resync=resync)
+                if pushed and changed_at is not None:
                     metrics.fanout.observe(time.monotonic() - changed_at)
             except asyncio.CancelledError:
                 raise
@@ -234,16 +249,46 @@ class RankHub:
                 self._changed_all()
 
     async def refresh(
-        self, queue_ids: set[str] | None = None, *, urgent: set[tuple] = frozenset(), staffing: bool = False
+        self,
+        queue_ids: set[str] | None = None,
+        *,
+        urgent: set[tuple] = frozenset(),
+        staffing: bool = False,
+        resync: bool = False,
     ) -> int:
-        """Read the changed queues once and push changed ranks and estimates; return how many pushes."""
+        """Read the changed queues once and push changed ranks and estimates; return how many pushes.
+
+        ``resync``: messages may have been lost (the hub lost Redis): afterwards
+        every connection re-joins its groups, and those the queue read cannot
+        vouch for (left the queue, counselors) re-read their own state.
+        """
         if not self.customers and not self.counselors:
             return 0
         read = frozenset(queue_ids) if queue_ids is not None else None
         snapshot, board = await database_sync_to_async(_read)(read, staffing)
         self.refreshes += 1
         pushes = await self._push_ranks(snapshot, board, urgent)
-        return pushes + await self._push_queue_stats(snapshot)
+        pushes += await self._push_queue_stats(snapshot)
+        if resync:
+            await self._resync_all(snapshot)
+        return pushes
+
+    async def _resync_all(self, snapshot: QueueOrder) -> None:
+        waiting = {reg_id for ids in snapshot.lines.values() for reg_id in ids}
+        watchers = [(w, reg_id not in waiting) for reg_id, group in self.customers.items() for w in group]
+        watchers += [(w, True) for w in self.counselors]
+        log.info("re-syncing %d connections after losing Redis", len(watchers), extra={"event": "hub.resync"})
+        slice_ends = time.monotonic() + SLICE_SECONDS
+        for watcher, stale in watchers:
+            if watcher.resync is None:
+                continue
+            try:
+                await watcher.resync(stale)
+            except Exception:
+                log.exception("re-sync of a local connection failed")
+            if time.monotonic() > slice_ends:
+                await asyncio.sleep(0)
+                slice_ends = time.monotonic() + SLICE_SECONDS
 
     async def refresh_one(self, watcher: Watcher) -> None:
         """Send a newly watching counselor the queue summary now."""
@@ -342,6 +387,12 @@ def queue_stats_body(summaries: dict[str, tuple[int, object]], version: int) -> 
     }
 
 
+def _peer(pubsub) -> tuple[str, int] | None:
+    """Return the (host, port) a pub/sub connection is on."""
+    connection = pubsub.connection
+    return (connection.host, connection.port) if connection is not None else None
+
+
 def _decode(data) -> dict | None:
     """Return a broadcast's body (JSON over Redis pub/sub), or None if it is not one."""
     try:
@@ -353,6 +404,11 @@ def _decode(data) -> dict | None:
 
 _hubs: dict[asyncio.AbstractEventLoop, RankHub] = {}
 _starting: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+
+def hubs_running() -> list[RankHub]:
+    """Return the hubs started in this process (one per event loop that asked)."""
+    return list(_hubs.values())
 
 
 async def get_hub() -> RankHub:

@@ -36,6 +36,7 @@ LAYERS = {
             "common.security",
             "common.parsers",
         },
+        {"common.redis_clients"},
         {"common.api", "common.publish", "common.lockout"},
     ],
     "queues": [

@@ -228,7 +228,10 @@ export class HearoClient {
   // -- messages -------------------------------------------------------------------
 
   _fromLink(link, body, snapshot) {
-    if (link === this.link) this._deliver(body, snapshot);
+    if (link !== this.link) return;
+    // The server lost messages it meant for us (a Redis failover): read the truth over REST.
+    if (body?.type === "RESYNC") this.resync();
+    else this._deliver(body, snapshot);
   }
 
   _fromLinkHealth(link, ok) {
