@@ -36,8 +36,9 @@ bench: install
 	$(PY) -m bench.run --command "make bench"
 
 # Two socket nodes, a REST node, a worker and one beat against the local PostgreSQL and Redis (Ctrl-C stops).
+# HA=1: against a Redis primary, a replica and three sentinels of their own instead (kill the primary to see a failover).
 cluster: install
-	$(PY) scripts/cluster.py
+	HEARO_CLUSTER_HA=$(HA) $(PY) scripts/cluster.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,59 @@
+"""bench/redis_ha.py runs a real Sentinel topology: a killed primary is replaced, and comes back as a replica.
+
+The app's failover tests stand on this launcher, so it is proven on its own
+first. No database: only Redis processes of its own, on free ports.
+"""
+
+import os
+
+import pytest
+import redis
+
+from bench.redis_ha import redis_ha, redis_ha_available
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ha(tmp_path):
+    if not redis_ha_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server and redis-sentinel are required in CI")
+        pytest.skip("redis-sentinel is not installed (apt-get install redis-sentinel)")
+    with redis_ha(tmp_path) as running:
+        yield running
+
+
+def server(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, decode_responses=True)
+
+
+def test_it_names_the_sentinels_in_the_apps_settings_and_empties_redis_url(ha):
+    env = ha.env()
+    assert env["REDIS_URL"] == ""
+    assert env["REDIS_SENTINEL_MASTER"] == "mymaster"
+    assert env["REDIS_SENTINELS"].split(",") == [f"127.0.0.1:{port}" for port in ha.sentinel_ports]
+    assert len(set(ha.sentinel_ports)) == 3
+    assert server(ha.primary_port()).execute_command("ROLE")[0] == "master"
+
+
+def test_a_killed_primary_is_replaced_by_its_replica_twice_and_keeps_the_data(ha):
+    first = ha.primary_port()
+    writer = server(first)
+    writer.set("hearo-ha-check", "kept")
+    # Replication is asynchronous: wait until the replica holds the write before the kill.
+    assert writer.execute_command("WAIT", 1, 10_000) == 1
+    writer.close()
+
+    assert ha.kill_primary() == first
+    second = ha.wait_promoted(first, timeout=60)
+    assert second != first and second in ha.servers
+    assert server(second).get("hearo-ha-check") == "kept"
+
+    ha.restart(first)
+    ha.wait_replicas(1, timeout=60)  # the old primary, now a replica of the new one
+    assert server(first).execute_command("ROLE")[0] == "slave"
+
+    assert ha.kill_primary() == second
+    assert ha.wait_promoted(second, timeout=60) == first
+    assert server(first).get("hearo-ha-check") == "kept"
