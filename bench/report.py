@@ -1,6 +1,6 @@
 """Render results.json as RESULTS.md: the command, the machine, per-scenario tables, targets."""
 
-from bench.stats import ratio
+from bench.stats import percentile, ratio
 
 DESIGNS = (
     ("hub", "HearO hub (1 broadcast per change)"),
@@ -426,6 +426,106 @@ def memory_section(results: dict) -> str:
     )
 
 
+def failover_section(results: dict) -> str:
+    r = results.get("failover")
+    if not r:
+        return ""
+    title = "## 5. Redis Sentinel failover (issue #16)\n\n"
+    if error_of(r):
+        return f"{title}**failed**: {error_of(r)}\n"
+    header = [
+        "kill",
+        "sentinel log: sdown / odown / switch",
+        "promoted",
+        "all ranks true",
+        "after promotion",
+        "first push",
+        "moved",
+        "missing",
+    ]
+    header += ["cancels answered (slowest)", "cancel retries (503)", "node recovery A / B", "dropped sockets"]
+    rows = [_failover_row(i, rnd) for i, rnd in enumerate(r["rounds"], 1)]
+    return title + FAILOVER_METHOD.format(**r) + table(header, rows) + "\n" + _failover_summary(r) + _failover_nodes(r)
+
+
+def _failover_row(i: int, rnd: dict) -> list:
+    moved = rnd["moved"]
+    recovery = " / ".join(fmt(_ms(node["recovery_s"]), " ms") for node in rnd["nodes"])
+    return [
+        f"{i} ({rnd['old_primary']} → {rnd['new_primary']})",
+        " / ".join(fmt(_ms(_marks(rnd).get(step)), " ms") for step in ("sdown", "odown", "switch")),
+        fmt(_ms(rnd["promoted_s"]), " ms"),
+        fmt(_ms(rnd["settled_s"]), " ms") if rnd["settled_s"] is not None else "**not within the bound**",
+        fmt(_ms(rnd["after_promotion_s"]), " ms"),
+        fmt(_ms(rnd["first_push_s"]), " ms"),
+        moved["affected"],
+        moved["missing"],
+        fmt(_ms(max(c["seconds"] for c in rnd["cancels"])), " ms") if rnd["cancels"] else "-",
+        ", ".join(str(c["retries"]) for c in rnd["cancels"]),
+        recovery,
+        rnd["dropped_sockets"],
+    ]
+
+
+def _ms(seconds):
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def _failover_summary(r: dict) -> str:
+    total, promoted, after = r["settled_ms"], r["promoted_ms"], r["after_promotion_ms"]
+    wrong = r["audit"]["wrong"] + r["audit"]["missing"]
+    statuses = sorted({c["status"] for rnd in r["rounds"] for c in rnd["cancels"]})
+    near = " (nearest rank: with fewer than 100 samples the p99 is the largest)" if total["n"] < 100 else ""
+    return (
+        f"Kill → every remaining client holding its true rank, over {total['n']} of {r['kills']} kills that "
+        f"settled within {r['bound_s']} s: p50 {fmt(total['p50'], ' ms')}, p99 {fmt(total['p99'], ' ms')}{near}. "
+        f"Of that, Sentinel's part (kill → every sentinel names the promoted replica): p50 "
+        f"{fmt(promoted['p50'], ' ms')}, p99 {fmt(promoted['p99'], ' ms')} (the first `+switch-master` logged: "
+        f"p50 {fmt(_switch(r, 50), ' ms')}, p99 {fmt(_switch(r, 99), ' ms')}); HearO's part (promotion → every rank "
+        f"true): p50 {fmt(after['p50'], ' ms')}, p99 {fmt(after['p99'], ' ms')} (from the first `+switch-master`: "
+        f"p50 {fmt(_after_switch(r, 50), ' ms')}, p99 {fmt(_after_switch(r, 99), ' ms')}). At the end, {wrong} of "
+        f"{r['audit']['clients']:,} clients held a wrong or no rank, and the harness's order differed from the "
+        f"database's in {r['audit']['db_order_mismatch']} places. Final statuses of the cancels: "
+        f"{', '.join(map(str, statuses))}.\n\n"
+    )
+
+
+def _marks(rnd: dict) -> dict:
+    return rnd.get("sentinel_log_s", {})  # runs from before the sentinels' logs were read have none
+
+
+def _switch(r: dict, pct: float):
+    values = [_marks(rnd)["switch"] for rnd in r["rounds"] if "switch" in _marks(rnd)]
+    return _ms(percentile(values, pct))
+
+
+def _after_switch(r: dict, pct: float):
+    """Return a percentile of first +switch-master → every rank true (the nodes may follow before all sentinels do)."""
+    values = [
+        rnd["settled_s"] - _marks(rnd)["switch"]
+        for rnd in r["rounds"]
+        if rnd["settled_s"] is not None and "switch" in _marks(rnd)
+    ]
+    return _ms(percentile(values, pct))
+
+
+def _failover_nodes(r: dict) -> str:
+    last = r["rounds"][-1]["nodes"] if r["rounds"] else []
+    rows = [
+        [
+            f"node {'AB'[i]}",
+            node["failovers_total"],
+            node["recovery_count_total"],
+            fmt(_ms(node["recovery_sum_total_s"] / node["recovery_count_total"]), " ms")
+            if node["recovery_count_total"]
+            else "-",
+        ]
+        for i, node in enumerate(last[:2])
+    ]
+    header = ["", "`hearo_redis_failovers_total`", "recovery observations", "mean recovery (its own clock)"]
+    return "Each node's own figures from `/metrics` after the last kill:\n\n" + table(header, rows)
+
+
 def _span(values: list[int]) -> str:
     if not values:
         return "-"
@@ -552,10 +652,11 @@ def render(data: dict) -> str:
         match_section(results),
         heartbeat_section(results),
         memory_section(results),
+        failover_section(results),
         profiles_section(results),
         NOTES,
     ]
-    return "\n".join(parts)
+    return "\n".join(part for part in parts if part)  # a phase not run adds no section
 
 
 def analysis_section(results: dict) -> str:
@@ -716,6 +817,26 @@ deploys it (`/api/` goes there); *socket nodes* = the beats sent to the nodes pu
 *generator lag* = how late the generator queued a request (its own health); *achieved* = completed ÷ time to the
 last completion. *non-2xx* are 409s: beats from customers the concurrent cancels had just taken out of the queue
 (the visit ended; the right answer).
+
+"""
+
+FAILOVER_METHOD = """A Redis primary, one replica and three sentinels of the phase's own (`bench/redis_ha.py`;
+quorum 2, `down-after-milliseconds` {down_after_ms}, `failover-timeout` {failover_timeout_ms}); both socket nodes
+configured with `REDIS_URL=""` and `REDIS_SENTINELS` only (Celery's broker as `sentinel://` URLs). N = {n:,}
+seeded customers hold STOMP sockets, alternating nodes. Each round: the primary is SIGKILLed; right after,
+{cancels_per_kill} random customers cancel (`POST /api/queue/cancel`, alternating nodes), a 503 retried after its
+`Retry-After` as the page does, so the queue changes while Redis has no primary and the other clients must get new
+ranks after the failover. *promoted* = kill → every live sentinel names the
+promoted replica and it answers as a primary (polled every 0.2 s: Sentinel's detection and failover);
+*all ranks true* = kill → the last moved client first holds its new rank, with every unmoved client still on its
+own (a round that needs polling for the unmoved ones is timed to 0.2 s); *after promotion* = the difference, HearO's
+part; *first push* = kill → the first moved client's correct rank; *cancels answered* = kill → the slowest cancel's
+final answer (retries included). Then the killed server is started again, empty,
+and the next kill waits until it is a replica in sync, every sentinel sees it and both nodes' `/readyz` pass (up
+to 30 s). *sentinel log* = kill → the first sentinel to log `+sdown` (one sentinel holds the primary down),
+`+odown` (a quorum does) and `+switch-master` (names the promoted replica), from their millisecond log stamps.
+*node recovery* = each node's `hearo_redis_failover_recovery_seconds` for the round (its first failed connection →
+its first connection to the promoted primary).
 
 """
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from bench import profile
 from bench.cluster import cluster
 from bench.context import PHASES, Context, harness_mode
-from bench.scenarios import fanout, heartbeat, lines, match, memory, polling, rabbit
+from bench.redis_ha import redis_ha
+from bench.scenarios import failover, fanout, heartbeat, lines, match, memory, polling, rabbit
 
 log = logging.getLogger("bench")
 HUB_CAPACITY = 1000  # HearO's own default (HEARO_CHANNEL_CAPACITY)
@@ -36,6 +37,10 @@ class Plan:
     bursts: dict = field(default_factory=lambda: {"burst_every": 5, "burst_size": 5})
     # N -> changes for the hub with 3 queues x 2 languages (issue #13), run beside the one-queue hub at that N.
     lines_changes: dict[int, int] = field(default_factory=dict)
+    # Redis Sentinel failover (issue #16): connected customers, primaries killed, cancels during each gap.
+    failover_n: int = 1000
+    failover_kills: int = 5
+    failover_cancels: int = 5
 
 
 FULL = Plan(
@@ -69,6 +74,8 @@ QUICK = Plan(
     poll_seconds=3,
     match_samples=3,
     lines_changes={200: 10},
+    failover_n=200,
+    failover_kills=2,
 )
 
 
@@ -210,3 +217,13 @@ class Suite:
                 f"match-{label}", self.ctx.env, self.ctx.logdir, celery=True, HEARO_MATCH_ON_EVENTS=on_events
             ) as nodes:
                 await self.step(("match", label), match.match_samples(nodes, self.plan.match_samples, jitter))
+
+    async def failover(self) -> None:
+        """Both socket nodes behind a primary, a replica and three sentinels of this phase's own."""
+        harness_mode(fanout="hub", capacity=HUB_CAPACITY)
+        p = self.plan
+        timing = {"down_after_ms": failover.DOWN_AFTER_MS, "failover_timeout_ms": failover.FAILOVER_TIMEOUT_MS}
+        with redis_ha(self.ctx.logdir, **timing) as ha:
+            with cluster("failover", failover.node_env(self.ctx.env, ha), self.ctx.logdir) as nodes:
+                measure = failover.failover_measure(ha, nodes, p.failover_n, p.failover_kills, p.failover_cancels)
+                await self.step(("failover",), measure)
