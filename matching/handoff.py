@@ -135,8 +135,10 @@ def _call_state_tell(match: Match, *, reason: str, actor: str) -> None:
     it, leaving from different processes, cannot arrive in the wrong order.
     """
     registration = match.registration
-    registration_record(registration=registration, from_status=registration.status, actor=actor, reason=reason)
-    registration_tell(registration=registration, body=match_customer_body(match=match, registration=registration))
+    was = registration.status  # IN_CALL -> IN_CALL
+    recorded = registration_record(registration=registration, from_status=was, actor=actor, reason=reason)
+    body = match_customer_body(match=match, registration=registration)
+    registration_tell(registration=registration, body=body, seq=recorded.id)
 
 
 @transaction.atomic(durable=True)
@@ -267,8 +269,9 @@ def visit_cancel(*, registration: Registration) -> str:
     ends the match and frees the counselor. A matcher may move the visit
     between the two meanwhile, so look again a couple of times.
     """
-    for _ in range(3):
-        registration.refresh_from_db(fields=["status"])
+    for attempt in range(3):
+        if attempt:  # the first time, the status authentication just read will do
+            registration.refresh_from_db(fields=["status"])
         if registration.status in (S.MATCHED, S.IN_CALL):
             if _visit_cancel_in_match(registration_id=registration.id):
                 return S.CANCELLED

@@ -97,6 +97,25 @@ def _redis():
     return client
 
 
+async def arenew_many(kind: str, idents: list[int | str]) -> None:
+    """Renew many leases from the event loop: one pipelined round trip with Redis, no thread.
+
+    The same keys and values as ``lease_renew``; a socket node renews every
+    quiet customer it holds this way once per heartbeat interval.
+    """
+    if not idents:
+        return
+    client = _redis()
+    expires = _expiry_ms()
+    if client is None:  # one process, local memory: no I/O to wait for
+        cache.set_many({lease_key(kind, i): expires for i in idents}, timeout=settings.HEARO_LEASE_SECONDS)
+        return
+    pipe = client.pipeline(transaction=False)
+    for ident in idents:
+        pipe.set(cache.make_and_validate_key(lease_key(kind, ident)), expires, ex=settings.HEARO_LEASE_SECONDS)
+    await pipe.execute()
+
+
 # One round trip for a whole beat: the visit's token -> registration id, then its lease.
 _BEAT = """
 local id = redis.call('GET', KEYS[1])

@@ -116,8 +116,11 @@ def queue_admits(*, queue: Queue, now: datetime) -> None:
         raise Conflict("this line is full right now", code="queue_full", extra={"alternatives": queue.alternatives})
 
 
-def registration_record(*, registration: Registration, from_status: str, actor: str, reason: str = "") -> None:
-    RegistrationEvent.objects.create(
+def registration_record(
+    *, registration: Registration, from_status: str, actor: str, reason: str = ""
+) -> RegistrationEvent:
+    """Write the visit's history row for its change to its current status; return the row (its id is the seq)."""
+    return RegistrationEvent.objects.create(
         registration=registration,
         from_status=from_status,
         to_status=registration.status,
@@ -126,14 +129,15 @@ def registration_record(*, registration: Registration, from_status: str, actor: 
     )
 
 
-def registration_tell(*, registration: Registration, body: dict) -> None:
+def registration_tell(*, registration: Registration, body: dict, seq: int | None = None) -> None:
     """After commit, send the visit's customer ``body`` stamped with the visit's ``seq``.
 
-    Call it after the change's ``registration_record``: messages about one
-    visit leave from different processes and may arrive out of order, and
-    the connection drops one whose seq is lower than one it has delivered.
+    Call it after the change's ``registration_record`` (pass that row's id as
+    ``seq`` to skip reading it back): messages about one visit leave from
+    different processes and may arrive out of order, and the connection drops
+    one whose seq is lower than one it has delivered.
     """
-    body["seq"] = registration_seq(registration_id=registration.id)
+    body["seq"] = seq if seq is not None else registration_seq(registration_id=registration.id)
     publish.to_customer(registration.customer.customer_id, body)
 
 
@@ -251,9 +255,9 @@ def registration_move(
     registration.status = to
     for name, value in fields.items():
         setattr(registration, name, value)
-    registration_record(registration=registration, from_status=was, actor=actor, reason=reason)
+    recorded = registration_record(registration=registration, from_status=was, actor=actor, reason=reason)
     if tell is not None:
-        registration_tell(registration=registration, body=tell)
+        registration_tell(registration=registration, body=tell, seq=recorded.id)
     verb = verb or to.lower()
     event_on_commit(
         log,
@@ -408,8 +412,3 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
         # Once per sweep, however many left.
         queue_changed(reason="expired", queue_ids=sorted({r.queue_id for r in expired}))
     return expired
-
-
-def registration_touch(*, registration_id: int) -> None:
-    """Renew a lease from socket liveness (STOMP heart-beats, raw-WS pings)."""
-    leases.lease_renew("registration", registration_id)

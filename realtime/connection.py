@@ -21,11 +21,12 @@ from common import events, metrics, redis_clients
 from common.clientaddr import UNKNOWN, scope_client_address
 from common.errors import DomainError
 from matching.selectors import registration_by_id_state
-from queues.services import registration_touch
+from queues import leases
 from realtime.auth import Credentials, authenticate
 from realtime.connection_cap import Slot, address_slot_acquire, slot_acquire, slot_release
 from realtime.destinations import Principal, Topic
 from realtime.hub import Watcher, get_hub
+from realtime.lease_keeper import lease_keeper
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class PushConnection:
         self._touched = time.monotonic()
         await self._leave_address()
         if principal.kind == "customer":
-            self._tasks.append(asyncio.create_task(self._keep_lease()))
+            lease_keeper().hold(self)
         return principal
 
     def principal_for(self, credentials: Credentials) -> Principal:
@@ -276,6 +277,7 @@ class PushConnection:
         if self.principal is not None:
             metrics.connections.labels(tier=self.tier).dec()
             self.principal = None
+        lease_keeper().drop(self)  # the lease runs out unless the customer shows up elsewhere
         if self.slot is not None:
             slot, self.slot = self.slot, None
             await slot_release(slot)
@@ -289,18 +291,17 @@ class PushConnection:
 
     # -- inbound liveness -----------------------------------------------------
 
-    async def _keep_lease(self) -> None:
-        """Renew the customer's lease while the socket is open, however quiet the client.
+    def lease_due(self, now: float, quiet: float) -> bool:
+        """Return whether this socket's customer needs its lease renewed (nothing renewed it for ``quiet`` s)."""
+        principal = self.principal
+        if principal is None or principal.kind != "customer" or self.left_queue or self.closed:
+            return False
+        return now - self._touched >= quiet
 
-        An open socket is evidence the customer is there (a STOMP client may
-        negotiate heart-beat 0,0 and never send a frame). The evidence goes with
-        the socket: ``release`` cancels this, and the lease then runs out.
-        """
-        while not self.closed:
-            await asyncio.sleep(settings.HEARO_HEARTBEAT_SECONDS)
-            # A client frame that renewed it in the last half interval did the job.
-            if time.monotonic() - self._touched >= settings.HEARO_HEARTBEAT_SECONDS / 2:
-                await self.renew()
+    def mark_renewed(self, now: float) -> int:
+        """Note a renewal by the node's lease keeper; return the registration to renew."""
+        self._touched = now
+        return self.principal.registration_id
 
     async def touch(self) -> None:
         """Renew the customer's lease from socket traffic (at most every heartbeat interval)."""
@@ -308,12 +309,12 @@ class PushConnection:
             await self.renew()
 
     async def renew(self) -> None:
-        """Renew the customer's lease now."""
-        if self.principal is None or self.principal.kind != "customer" or self.left_queue:
+        """Renew the customer's lease now (from the event loop: one Redis command, no thread)."""
+        if not self.lease_due(time.monotonic(), 0):
             return
-        self._touched = time.monotonic()
+        registration_id = self.mark_renewed(time.monotonic())
         try:
-            await database_sync_to_async(registration_touch)(registration_id=self.principal.registration_id)
+            await leases.arenew_many("registration", [registration_id])
         except (RedisConnectionError, RedisTimeoutError):
             # Redis is failing over or restarting: the next interval tries again, and
             # the sweep does not expire anyone across a failover (queues/leases.py).

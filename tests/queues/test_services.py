@@ -128,7 +128,7 @@ def test_a_fresh_start_with_nobody_waiting_logs_no_lost_lease_warning(caplog):
     cache_forget_all()
     with caplog.at_level("WARNING"):
         matcher.match_pass()
-    assert any("lost every lease" in r.message for r in caplog.records if r.levelname == "WARNING")
+    assert any("nobody expired" in r.message for r in caplog.records if r.levelname == "WARNING")
 
 
 def test_heartbeat_of_a_cancelled_visit_is_a_conflict():
