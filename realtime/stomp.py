@@ -332,6 +332,8 @@ def _encode_header(text: str, table: dict[int, str] | None, version: str) -> str
         if "\n" in text or "\r" in text:
             raise LocalProtocolError("header cannot hold EOL", f"{text[:80]!r} (unescaped frame)")
         return text
+    if "\\" not in text and ":" not in text and "\n" not in text and "\r" not in text:
+        return text  # nearly every header: four C-speed scans instead of a per-character translate
     if version == "1.1" and "\r" in text:
         raise LocalProtocolError("header cannot hold CR", f"{text[:80]!r} in STOMP 1.1")
     return text.translate(table)
