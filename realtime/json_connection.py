@@ -10,6 +10,7 @@ then the socket closes.
 
 import json
 
+from common import events
 from realtime.auth import Credentials
 from realtime.connection import ClientError, PushConnection
 from realtime.destinations import Topic, parse
@@ -69,7 +70,7 @@ class JsonConnection(PushConnection):
 
     async def send(self, body: dict) -> None:
         if not self.closed:
-            await self.transport.send_data(json.dumps(body, separators=(",", ":")))
+            await self.transport.send_data(events.compact_json(body))
 
     async def fail(self, message: str, detail: str, *, code: int) -> None:
         if self.closed:

@@ -43,6 +43,11 @@ UNESCAPED_COMMANDS = frozenset({"CONNECT", "STOMP", "CONNECTED"})
 
 DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 + 64 * 1024
 
+_KNOWN_COMMANDS = frozenset(
+    {"CONNECT", "STOMP", "CONNECTED", "SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK", "BEGIN", "COMMIT", "ABORT"}
+    | {"DISCONNECT", "MESSAGE", "RECEIPT", "ERROR"}
+)
+
 _COMMAND = re.compile(rb"[A-Za-z]+")
 _DIGITS = re.compile(r"[0-9]+")
 _ESCAPE = re.compile(r"\\(.?)", re.DOTALL)
@@ -352,7 +357,7 @@ def _wire_headers(frame: Frame) -> list[tuple[str, str]]:
 
 
 def _check_outgoing(frame: Frame) -> None:
-    if not _COMMAND.fullmatch(frame.command.encode()):
+    if frame.command not in _KNOWN_COMMANDS and not _COMMAND.fullmatch(frame.command.encode()):
         raise LocalProtocolError("invalid command", repr(frame.command))
     if frame.body and frame.command not in BODY_COMMANDS:
         raise LocalProtocolError("unexpected body", f"{frame.command} frames have no body")

@@ -1,14 +1,13 @@
 """STOMP 1.2 over any transport: the session machine wired to auth, topics and the hub."""
 
 import asyncio
-import json
 import logging
 import secrets
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from common import metrics
+from common import events, metrics
 from matching.selectors import registration_by_id_state
 from realtime import destinations
 from realtime.auth import Credentials
@@ -113,7 +112,7 @@ class StompConnection(PushConnection):
         elif topic.kind == "rank":
             # Another id on a topic we already watch: only the new one needs a snapshot.
             state = await database_sync_to_async(registration_by_id_state)(self.principal.registration_id)
-            await self.send(self.session.message(event.id, json.dumps(state, separators=(",", ":")).encode()))
+            await self.send(self.session.message(event.id, events.compact_json(state).encode()))
 
     def authorize_subscribe(self, destination: str) -> Topic:
         """Return the topic this connection's principal may watch there, or raise Refused."""
@@ -194,7 +193,7 @@ class StompConnection(PushConnection):
             await self.transport.send_data(data)  # a binary body: a binary message
 
     async def deliver(self, topic: Topic, body: dict) -> None:
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        payload = events.compact_json(body).encode()
         for sub_id, sub_topic in list(self.sub_topics.items()):
             if sub_topic == topic and not self.session.closed:
                 await self.send(self.session.message(sub_id, payload))
