@@ -25,6 +25,7 @@ import time
 from bench import seed
 from bench.clients import HttpConn
 from bench.room import Room, room_settle
+from bench.scenarios import fanout
 from bench.scenarios.fanout import hearo_room
 from bench.stats import summary_ms
 
@@ -205,17 +206,7 @@ async def post_once(port: int, path: str, token: str) -> tuple[int, float]:
 
 async def metrics_scrape(ports: list[int]) -> list[dict[str, float]]:
     """Return each node's failover counter and recovery histogram sum and count from its /metrics."""
-    out = []
-    for port in ports:
-        conn = await HttpConn(port).open()
-        try:
-            conn.writer.write(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-            _, text = await conn._response()
-        finally:
-            conn.close()
-        pairs = (line.rsplit(" ", 1) for line in text.decode().splitlines() if not line.startswith("#"))
-        out.append({name: float(value) for name, value in pairs if name in METRICS})
-    return out
+    return await fanout.metrics_scrape(ports, set(METRICS))
 
 
 def metrics_delta(before: list[dict], after: list[dict]) -> list[dict]:

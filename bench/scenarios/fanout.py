@@ -142,6 +142,11 @@ GC_FULL_UNDER = 'hearo_gc_pause_seconds_bucket{generation="2",le="0.1"}'
 async def node_scrape(ports: list[int]) -> list[dict[str, float]]:
     """Return each node's fan-out and full-collection (generation 2) figures from its /metrics."""
     wanted = {FANOUT_SUM, FANOUT_COUNT, GC_FULL.format("sum"), GC_FULL.format("count"), GC_FULL_UNDER}
+    return await metrics_scrape(ports, wanted)
+
+
+async def metrics_scrape(ports: list[int], wanted: set[str]) -> list[dict[str, float]]:
+    """Return the ``wanted`` samples (name with labels) of each node's /metrics."""
     out = []
     for port in ports:
         conn = await HttpConn(port).open()
