@@ -285,6 +285,10 @@ if CELERY_BROKER_URL.startswith("sentinel://"):
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# One task at a time, none waiting in the worker: a matcher pass is cheap to
+# queue again, and a message prefetched when the broker fails over is only
+# redelivered after the visibility timeout (see hearo/celery.py).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # The in-process matcher replaces Celery when there is no Redis.
 HEARO_INPROCESS_MATCHER = env_flag("HEARO_INPROCESS_MATCHER", default=not (REDIS_URL or REDIS_SENTINELS))
 

@@ -185,7 +185,10 @@ def _counselor_leases_refresh(now: datetime) -> list[Requeued]:
     """
     renewed = Counselor.objects.filter(status__in=ON_LEASE).update(lease_expires_at=leases.lease_db_copy(now))
     if renewed:  # a fresh start has an empty cache too: only news if someone was on shift
-        log.warning("lease cache lost every lease; no counselor sent offline, %d on-shift leases renewed", renewed)
+        log.warning(
+            "lease cache is on a Redis that restarted or took over; nobody sent offline, %d on-shift leases renewed",
+            renewed,
+        )
     return []
 
 

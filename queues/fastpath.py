@@ -30,9 +30,9 @@ def _bearer(scope) -> str | None:
     return None
 
 
-async def _respond(send, status: int, body: dict) -> None:
+async def _respond(send, status: int, body: dict, extra: tuple = ()) -> None:
     data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
@@ -56,5 +56,7 @@ async def heartbeat_app(scope, receive, send) -> None:
     except DomainError as exc:
         return await _respond(send, exc.status, {"error": exc.code, "detail": exc.detail})
     except UNAVAILABLE:
-        return await _respond(send, 503, {"error": "unavailable", "detail": "a backing service is down; retry shortly"})
+        # As the Django views answer it (common/api.py): the page retries after Retry-After.
+        body = {"error": "unavailable", "detail": "a backing service is down; retry shortly"}
+        return await _respond(send, 503, body, ((b"retry-after", b"2"),))
     await _respond(send, 200, {"leaseExpiresAt": expires})

@@ -287,7 +287,13 @@ class PushConnection:
                 hub.forget(watcher)
         self.watchers.clear()
         for group in list(self.groups):
-            await self._group_discard(group)
+            try:
+                await self._group_discard(group)
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                # Redis is failing over: the membership expires with the group
+                # (channels-redis group_expiry), and a message to it finds no channel.
+                self.groups.discard(group)
+                log.debug("could not leave %s: Redis unreachable", group)
 
     # -- inbound liveness -----------------------------------------------------
 

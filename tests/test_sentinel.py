@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(420)]
 
 CUSTOMERS = 200
 CANCELS = 40  # customers who leave while the primary dies
-LEASE_SECONDS, HEARTBEAT_SECONDS = 12, 3
+# Short enough that a failover mishandled by the sweep would expire someone; long
+# enough that a loaded CI machine keeps 200 customers alive while they connect.
+LEASE_SECONDS, HEARTBEAT_SECONDS = 20, 3
 
 
 @dataclass
@@ -81,13 +83,16 @@ async def retried(port: int, method: str, path: str, auth: str | None = None, bo
     raise AssertionError(f"{method} {path} still 503 after 30 s")
 
 
-async def join_and_watch(ports: list[int]) -> list[Customer]:
-    customers = []
+async def join(ports: list[int], customers: list[Customer]) -> None:
+    """Join CUSTOMERS visits, in order (their ranks), over both nodes, into ``customers``."""
     for i in range(CUSTOMERS):
         port = ports[i % 2]
         status, body = await http_call(port, "POST", "/api/queue/join", body={})
         assert status == 201, body
         customers.append(Customer(body["registrationId"], body["customerId"], body["token"], port))
+
+
+async def watch_all(customers: list[Customer]) -> None:
 
     async def watch(customer: Customer) -> None:
         url = f"ws://127.0.0.1:{customer.port}/ws/stomp"
@@ -97,14 +102,14 @@ async def join_and_watch(ports: list[int]) -> list[Customer]:
 
     for start in range(0, CUSTOMERS, 50):
         await asyncio.gather(*(watch(c) for c in customers[start : start + 50]))
-    return customers
 
 
 async def heartbeats(customers: list[Customer], stop: asyncio.Event) -> None:
     """Keep every customer alive as the page does, retrying through the gap."""
     while not stop.is_set():
-        for start in range(0, len(customers), 25):
-            batch = [c for c in customers[start : start + 25] if not c.cancelled]
+        joined = list(customers)  # still growing while the visits join
+        for start in range(0, len(joined), 25):
+            batch = [c for c in joined[start : start + 25] if not c.cancelled]
             await asyncio.gather(*(retried(c.port, "POST", "/api/queue/heartbeat", f"Bearer {c.token}") for c in batch))
         await asyncio.sleep(HEARTBEAT_SECONDS)
 
@@ -125,10 +130,12 @@ async def until(what: str, ready, timeout: float = 30) -> None:
 
 
 async def scenario(ha, ports: list[int], counselor_token: str) -> list[Customer]:
-    customers = await join_and_watch(ports)
-    await until("every customer holds its first rank", lambda: all(c.last().get("rank") for c in customers))
+    customers: list[Customer] = []
     stop = asyncio.Event()
-    beating = asyncio.create_task(heartbeats(customers, stop))
+    beating = asyncio.create_task(heartbeats(customers, stop))  # each alive from its join, as pages are
+    await join(ports, customers)
+    await watch_all(customers)
+    await until("every customer holds its first rank", lambda: all(c.last().get("rank") for c in customers))
     leaving = customers[10 : 10 + CANCELS]
     cancelling = asyncio.create_task(cancels(leaving))
     await asyncio.sleep(1.0)  # changes under way

@@ -52,3 +52,17 @@ async def test_a_cancelled_visit_is_a_json_409_at_once():
     await database_sync_to_async(services.registration_cancel)(registration=joined.registration)
     status, body = await beat(joined.token)
     assert (status, body) == (409, {"error": "not_active", "detail": "registration is CANCELLED"})
+
+
+async def test_a_beat_while_redis_is_unreachable_is_the_json_503_with_retry_after(monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async def unreachable(token_hash):
+        raise RedisConnectionError("No master found for 'mymaster'")  # a failover in progress
+
+    monkeypatch.setattr(leases, "abeat", unreachable)
+    headers = [(b"authorization", b"Bearer some-token")]
+    response = await HttpCommunicator(application, "POST", fastpath.PATH, headers=headers).get_response()
+    assert response["status"] == 503
+    assert json.loads(response["body"])["error"] == "unavailable"
+    assert (b"retry-after", b"2") in response["headers"]

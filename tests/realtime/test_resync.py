@@ -98,3 +98,21 @@ async def test_a_socket_outlives_a_channel_layer_that_fails_for_a_while(stomp, s
     await database_sync_to_async(services.registration_cancel)(registration=registration)
     assert (await client.json(timeout=5))["status"] == "CANCELLED"  # the layer's message still arrives
     await client.close()
+
+
+async def test_a_socket_that_closes_while_redis_is_away_leaves_quietly(stomp, sjoin, monkeypatch):
+    from channels.layers import get_channel_layer
+
+    joined = await sjoin("Mina")
+    client = await watching(stomp, joined)
+    assert (await client.json())["rank"] == 1
+    tried = []
+
+    async def unreachable(self, group, channel):
+        tried.append(group)
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(type(get_channel_layer()), "group_discard", unreachable)
+    await client.close()  # the consumer's disconnect handler raises nothing into the server
+    monkeypatch.undo()  # Redis is back for the hub's own teardown
+    assert tried == [f"customer.{joined.registration.customer.customer_id}"]
