@@ -32,6 +32,13 @@ redis_recovery = Histogram(
     buckets=(0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60),
 )
 
+# The freeze policy (realtime/gc_policy.py): what it froze and how often.
+gc_frozen_objects = Gauge("hearo_gc_frozen_objects", "Objects in the frozen generation right after the last freeze")
+gc_freezes = Counter("hearo_gc_freezes_total", "Times the long-lived heap was collected and frozen", ["reason"])
+gc_unfreezes = Counter(
+    "hearo_gc_unfreezes_total", "Times the frozen heap was unfrozen so dead cycles could be collected"
+)
+
 
 GC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 

@@ -20,18 +20,24 @@ from django.conf import settings  # noqa: E402
 
 from matching import inprocess  # noqa: E402
 from queues import fastpath  # noqa: E402
+from realtime import gc_policy  # noqa: E402
 from realtime.routing import sockjs_http_app, websocket_application  # noqa: E402
 
 
-def start_inprocess_matcher() -> None:
-    """In the embedded default the web process is also the matcher (no Celery)."""
+def start_process_tasks() -> None:
+    """Start this process's background tasks on its event loop (Daphne has no startup hook: the first request does).
+
+    In the embedded default the web process is also the matcher (no Celery);
+    every server process runs the garbage-collector freeze policy.
+    """
     if settings.HEARO_INPROCESS_MATCHER:
         inprocess.ensure_started()
+    gc_policy.ensure_started()
 
 
 async def http_application(scope, receive, send):
     """SockJS paths go to the SockJS server, the heartbeat to its fast path, the rest to Django."""
-    start_inprocess_matcher()
+    start_process_tasks()
     if scope["path"] == fastpath.PATH and scope["method"] == "POST" and settings.HEARO_HEARTBEAT_FASTPATH:
         return await fastpath.heartbeat_app(scope, receive, send)
     if sockjs_http_app.service_for(scope["path"]) is not None:
@@ -43,7 +49,7 @@ sockjs_http_auth = AuthMiddlewareStack(sockjs_http_app)
 
 
 async def websocket_entry(scope, receive, send):
-    start_inprocess_matcher()
+    start_process_tasks()
     return await websocket_application(scope, receive, send)
 
 

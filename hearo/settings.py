@@ -205,6 +205,9 @@ HEARO_REMATCH_PAUSE_SECONDS = env_int("HEARO_REMATCH_PAUSE_SECONDS", 60, minimum
 # Sentinel failover takes a few seconds); past it the message is dropped and the
 # clients' re-sync repairs what it carried.
 HEARO_PUBLISH_RETRY_SECONDS = env_int("HEARO_PUBLISH_RETRY_SECONDS", 15, minimum=0)
+# Freeze the long-lived heap after start-up and connection storms so full garbage
+# collections skip it, with a bounded unfreeze cycle (realtime/gc_policy.py).
+HEARO_GC_FREEZE = env_flag("HEARO_GC_FREEZE", default=True)
 if HEARO_HEARTBEAT_SECONDS >= HEARO_LEASE_SECONDS:
     raise ImproperlyConfigured("HEARO_HEARTBEAT_SECONDS must be shorter than HEARO_LEASE_SECONDS")
 

@@ -44,6 +44,15 @@ def _matcher_out_of_the_way(settings):
     settings.HEARO_INPROCESS_MATCHER = False
 
 
+@pytest.fixture(autouse=True)
+def _no_gc_freeze_in_the_test_process(settings):
+    """The test process never freezes its own heap (realtime/gc_policy.py; its tests turn it on).
+
+    Server processes the tests start read the environment and run the policy as in production.
+    """
+    settings.HEARO_GC_FREEZE = False
+
+
 def cache_forget_all() -> None:
     """Drop every key of this test run's cache (not FLUSHDB: others may share the Redis database)."""
     if settings.REDIS_URL:
