@@ -1,4 +1,4 @@
-"""The processes under test: a private Redis, the bench database, Daphne nodes, Celery.
+"""The processes under test: a private Redis, the bench database, Daphne (or Uvicorn) nodes, Celery.
 
 Every process runs in its own session so it can be stopped with its children
 (``os.killpg``), and only processes started here are ever stopped.
@@ -152,18 +152,36 @@ class Cluster:
         return self.nodes[node].pid
 
 
-def _daphne(name: str, env: dict, logdir: Path) -> tuple[int, Proc]:
+ASGI_SERVERS = ("daphne", "uvicorn")
+SERVE = ROOT / "deploy" / "serve"
+
+
+def asgi_server(env: dict) -> str:
+    """Return the socket nodes' server, HEARO_ASGI_SERVER (daphne unless set); refuse any other name."""
+    server = env.get("HEARO_ASGI_SERVER", "").strip().lower() or "daphne"
+    if server not in ASGI_SERVERS:
+        raise ValueError(f"HEARO_ASGI_SERVER must be one of {', '.join(ASGI_SERVERS)}, not {server!r}")
+    return server
+
+
+def _asgi_node(name: str, server: str, env: dict, logdir: Path) -> tuple[int, Proc]:
+    """Start one node on a free port through deploy/serve, the compose file's command (same flags)."""
     port = free_port()
-    # -v0 as in docker-compose.yml: the proxy keeps the access log.
-    args = [str(VENV_BIN / "daphne"), "-v0", "-b", "127.0.0.1", "-p", str(port), "hearo.asgi:application"]
-    return port, Proc(name, args, env, logdir)
+    # The script names the servers by name: this venv's, whatever PATH the caller had.
+    env = {**env, "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', os.defpath)}"}
+    return port, Proc(name, ["sh", str(SERVE), server, "127.0.0.1", str(port)], env, logdir)
+
+
+# Workers that neither gossip, mingle nor send event heart-beats: HearO uses none of
+# them, and Celery 5.7's Gossip step fails to restart after a broker failover.
+WORKER_QUIET = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 
 
 def _celery(name: str, env: dict, logdir: Path) -> Proc:
     if name.endswith("beat"):
         args = ["beat", "-s", str(logdir / f"{name}-schedule"), "-l", "warning"]
     else:
-        args = ["worker", "--pool=solo", "-l", "info", "-n", f"{name}@%h"]
+        args = ["worker", "--pool=solo", "-l", "info", "-n", f"{name}@%h", *WORKER_QUIET]
     return Proc(name, [str(VENV_BIN / "celery"), "-A", "hearo", *args], env, logdir)
 
 
@@ -181,16 +199,18 @@ def cluster(
 ):
     """Run ``nodes`` socket nodes, ``rest_nodes`` REST-only Daphne nodes (and a Celery worker and beat).
 
-    A REST node is the same Daphne process; it holds no sockets only because
-    nobody connects one to it (docker-compose.yml's proxy sends it /api/).
+    The socket nodes run the server HEARO_ASGI_SERVER names (in ``env`` or
+    ``extra``); a REST node is Daphne, as docker-compose.yml's ``api``, and
+    holds no sockets only because nobody connects one to it (the proxy sends it /api/).
     """
     env = {**env, **extra}
+    server = asgi_server(env)  # before anything starts: a bad name fails alone
     started: list[Proc] = []
     try:
         ports = []
         for i in range(nodes + rest_nodes):
             label = f"node{i}" if i < nodes else f"rest{i - nodes}"
-            port, proc = _daphne(f"{name}-{label}", env, logdir)
+            port, proc = _asgi_node(f"{name}-{label}", server if i < nodes else "daphne", env, logdir)
             started.append(proc)
             ports.append(port)
         others = [_celery(f"{name}-{kind}", env, logdir) for kind in ("worker", "beat")] if celery else []

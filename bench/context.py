@@ -7,7 +7,7 @@ from pathlib import Path
 from bench.redis_count import Buckets
 
 # The suite's phases in the order they run (``make bench`` runs them all).
-PHASES = ("hub", "hub_django_heartbeat", "naive", "rabbit", "matching")
+PHASES = ("hub", "hub_django_heartbeat", "uvicorn", "naive", "rabbit", "matching")
 CHANNEL_PREFIX = "benchl"
 CACHE_PREFIX = "benchc"
 

@@ -5,8 +5,10 @@ exactly one beat, against the local PostgreSQL and Redis (DATABASE_URL /
 REDIS_URL, defaulting to this machine's services and a `hearo_cluster`
 database). With HEARO_CLUSTER_HA set (`make cluster HA=1`) the nodes use a
 Redis Sentinel topology of their own instead (a primary, a replica, three
-sentinels: bench/redis_ha.py). Runs until Ctrl-C. The same process launcher
-serves the benchmarks (bench/cluster.py).
+sentinels: bench/redis_ha.py). With HEARO_ASGI_SERVER=uvicorn (`make cluster
+HEARO_ASGI_SERVER=uvicorn`) the socket nodes run on Uvicorn instead of Daphne,
+through deploy/serve as in the compose file. Runs until Ctrl-C. The same
+process launcher serves the benchmarks (bench/cluster.py).
 """
 
 import os
@@ -23,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.cluster import Cluster, cluster  # noqa: E402
+from bench.cluster import Cluster, asgi_server, cluster  # noqa: E402
 from bench.redis_ha import RedisHa, redis_ha, redis_ha_available  # noqa: E402
 
 
@@ -113,6 +115,10 @@ def main() -> None:
     env.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/hearo_cluster")
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
     env.setdefault("DJANGO_SETTINGS_MODULE", "hearo.settings")
+    try:
+        server = asgi_server(env)  # a typo fails here, before the database and Redis are touched
+    except ValueError as exc:
+        sys.exit(f"make cluster: {exc}")
     logdir = Path(tempfile.mkdtemp(prefix="hearo-cluster-"))
     with redis_sentinels(logdir) as ha:
         if ha:
@@ -121,6 +127,7 @@ def main() -> None:
         prepare(env)
         with cluster("cluster", env, logdir, nodes=2, rest_nodes=1, celery=True) as running:
             print_urls(running, logdir)
+            print(f"  socket nodes on {server} (HEARO_ASGI_SERVER), the REST node on daphne", flush=True)
             if ha:
                 print_failover_help(ha)
             run_until_stopped(running)

@@ -31,14 +31,27 @@ def env_file(path: str) -> dict:
     return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
+def command(service: dict, env: dict) -> list[str]:
+    """Return a service's command as compose runs it with ``env`` (the socket nodes' names their server)."""
+    return [interpolate(part, env) for part in service.get("command", [])]
+
+
 def test_it_runs_postgres_redis_two_socket_nodes_a_rest_node_a_proxy_one_worker_and_exactly_one_beat():
     services = compose()["services"]
     assert {"postgres", "redis", "web1", "web2", "api", "proxy", "worker", "beat"} <= set(services)
-    daphnes = [name for name, s in services.items() if "daphne" in s.get("command", [])]
+    daphnes = [name for name, s in services.items() if "daphne" in command(s, {})]
     assert sorted(daphnes) == ["api", "web1", "web2"]
     beats = [name for name, s in services.items() if "beat" in s.get("command", [])]
     assert beats == ["beat"]
     assert services["beat"].get("deploy", {}).get("replicas", 1) == 1
+
+
+def test_the_socket_nodes_run_uvicorn_when_asked_through_deploy_serve_and_the_rest_node_stays_on_daphne():
+    services = compose()["services"]
+    asked = {"HEARO_ASGI_SERVER": "uvicorn"}
+    assert sorted(name for name, s in services.items() if "uvicorn" in command(s, asked)) == ["web1", "web2"]
+    assert command(services["web1"], asked) == ["sh", "deploy/serve", "uvicorn"]  # tests/test_uvicorn.py runs it
+    assert "daphne" in command(services["api"], asked)
 
 
 def test_every_app_process_is_wired_to_postgres_and_redis_and_waits_for_them():

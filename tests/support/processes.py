@@ -1,4 +1,4 @@
-"""Real server processes for integration tests: Daphne nodes, Celery workers."""
+"""Real server processes for integration tests: Daphne (and Uvicorn) nodes, Celery workers."""
 
 import os
 import signal
@@ -11,8 +11,11 @@ from pathlib import Path
 
 from django.conf import settings
 
+from bench.cluster import WORKER_QUIET
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+SERVE = ROOT / "deploy" / "serve"  # the compose file's socket-node command
 
 
 def free_port() -> int:
@@ -96,10 +99,26 @@ def daphne(tmp_path: Path, name: str = "node", **env: str):
     """Run one Daphne node on a free port; yield (port, Proc)."""
     port = free_port()
     args = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "hearo.asgi:application"]
-    proc = Proc(args, server_env(**env), tmp_path / f"{name}.log")
+    with _serving(port, Proc(args, server_env(**env), tmp_path / f"{name}.log")) as proc:
+        yield port, proc
+
+
+@contextmanager
+def uvicorn(tmp_path: Path, name: str = "uvicorn", **env: str):
+    """Run one Uvicorn node on a free port with deploy/serve's flags (production's); yield (port, Proc)."""
+    port = free_port()
+    # deploy/serve finds the server on PATH, as in the image: this venv's first.
+    path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    args = ["sh", str(SERVE), "uvicorn", "127.0.0.1", str(port)]
+    with _serving(port, Proc(args, server_env(PATH=path, **env), tmp_path / f"{name}.log")) as proc:
+        yield port, proc
+
+
+@contextmanager
+def _serving(port: int, proc: Proc):
     try:
         wait_for_port(port, proc.proc)
-        yield port, proc
+        yield proc
     finally:
         proc.stop()
 
@@ -108,6 +127,7 @@ def daphne(tmp_path: Path, name: str = "node", **env: str):
 def celery_worker(tmp_path: Path, name: str = "worker", **env: str):
     """Run one real Celery worker process (solo pool); yield the Proc once it is ready."""
     args = [str(VENV_BIN / "celery"), "-A", "hearo", "worker", "--pool=solo", "-l", "info", "-n", f"{name}@%h"]
+    args += WORKER_QUIET
     proc = Proc(args, server_env(**env), tmp_path / f"{name}.log")
     try:
         deadline = time.monotonic() + 30
