@@ -8,8 +8,9 @@ import traceback
 from dataclasses import dataclass, field
 
 from bench import profile
-from bench.cluster import cluster
+from bench.cluster import asgi_server, cluster
 from bench.context import PHASES, Context, harness_mode
+from bench.rabbitmq import private_rabbitmq
 from bench.redis_ha import redis_ha
 from bench.scenarios import failover, fanout, heartbeat, lines, match, memory, polling, rabbit
 
@@ -47,7 +48,8 @@ FULL = Plan(
     sizes=(1000, 5000),
     hub_changes={1000: 30, 5000: 20},
     naive_changes={1000: 8, 5000: 2},
-    rabbit_changes={1000: 20, 5000: 10},
+    # As many changes as the hub's at each N: their p50 and p99 are compared (issue #17).
+    rabbit_changes={1000: 30, 5000: 20},
     memory_connections=2000,
     heartbeat_n=5000,
     heartbeat_rate=500,
@@ -63,7 +65,7 @@ QUICK = Plan(
     sizes=(200,),
     hub_changes={200: 10},
     naive_changes={200: 3},
-    rabbit_changes={200: 5},
+    rabbit_changes={200: 10},
     memory_connections=200,
     heartbeat_n=200,
     heartbeat_rate=500,
@@ -193,6 +195,16 @@ class Suite:
         with cluster("django-hb", self.ctx.env, self.ctx.logdir, HEARO_HEARTBEAT_FASTPATH="0") as nodes:
             await self.step(("heartbeat", "django_view"), self.heartbeat(nodes, fast=False))
 
+    async def uvicorn(self) -> None:
+        """The hub phase's two-node fan-out at the same N, the socket nodes on Uvicorn (issue #17)."""
+        harness_mode(fanout="hub", capacity=HUB_CAPACITY)
+        # The hub phase's server, for the report's label (HEARO_ASGI_SERVER in the bench's shell moves it too).
+        self.results.setdefault("uvicorn", {})["baseline_server"] = asgi_server(self.ctx.env)
+        with cluster("uvicorn", self.ctx.env, self.ctx.logdir, rest_nodes=1, HEARO_ASGI_SERVER="uvicorn") as nodes:
+            await self.step(("uvicorn", "memory"), memory.memory_per_connection(nodes, self.plan.memory_connections))
+            for n in self.plan.sizes:
+                await self.fanout_step(("uvicorn", "fanout", str(n)), nodes, n, self.plan.hub_changes[n], 10)
+
     async def naive(self) -> None:
         for label, capacity in (("naive_cap100", CHANNELS_REDIS_DEFAULT), ("naive_cap100k", RAISED_CAPACITY)):
             harness_mode(fanout="naive", capacity=capacity)
@@ -203,11 +215,11 @@ class Suite:
         harness_mode(fanout="hub", capacity=HUB_CAPACITY)
 
     async def rabbit(self) -> None:
-        await self.step(("rabbit", "enable"), asyncio.to_thread(rabbit.web_stomp_enable))
-        for n in self.plan.sizes:
-            await self.step(
-                ("fanout", "rabbitmq", str(n)), rabbit.rabbit_at(n, self.plan_for(self.plan.rabbit_changes[n], 10))
-            )
+        """The Web-STOMP relay at the hub's sizes, on a RabbitMQ node of this phase's own (issue #17)."""
+        with private_rabbitmq(self.ctx.logdir) as broker:
+            for n in self.plan.sizes:
+                plan = self.plan_for(self.plan.rabbit_changes[n], 10)
+                await self.step(("fanout", "rabbitmq", str(n)), rabbit.rabbit_at(broker, n, plan))
 
     async def matching(self) -> None:
         # The fan-out clusters ran no worker: drop the matcher passes their cancels queued.

@@ -1,0 +1,177 @@
+"""RESULTS.md's "What the numbers say": every sentence computed from this run's numbers.
+
+Where a reading is an interpretation rather than a measurement, it is written
+as a hypothesis beside the figure of this run that tests it, and the verdict
+is computed: a run that contradicts it says so.
+"""
+
+from bench.stats import ratio
+
+
+def _get(node, *path, default=None):
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:,.1f} ms" if value < 100 else f"{value:,.0f} ms"
+
+
+def _x(value) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
+def analysis_section(results: dict) -> str:
+    fan = results.get("fanout", {})
+    bullets = [_fanout(fan, n) for n in ("1000", "5000")]
+    bullets += [_gc_hypothesis(fan, n) for n in ("1000", "5000")]
+    bullets += [_per_frame(fan), _speedup(fan), _relay(fan), _heartbeat(results.get("heartbeat", {}))]
+    bullets.append(_naive_losses(fan))
+    text = "".join(f"* {b}\n" for b in bullets if b)
+    return "## What the numbers say\n\n" + (text or "Nothing measured in this run to read.\n")
+
+
+def _usable(r) -> bool:
+    return isinstance(r, dict) and not r.get("error") and "all" in r
+
+
+def _fanout(fan: dict, n: str) -> str:
+    r = _get(fan, "hub", n)
+    if not _usable(r):
+        return ""
+    lat = r["all"]["latency_ms"]
+    nodes = ", ".join(_ms(v) for v in r.get("node_fanout_mean_ms") or []) or "-"
+    request = _get(r, "cancel", "request_ms", "p50")
+    return (
+        f"**Fan-out, N = {int(n):,}**: p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])} over {r['all']['changes']} "
+        f"changes moving {r['all']['affected_mean']:.0f} clients each on average; {r['all']['missing']} missing, "
+        f"{r['audit']['wrong'] + r['audit']['missing']} wrong at the end. Of the end-to-end time, the cancel's "
+        f"HTTP request took p50 {_ms(request)} and the nodes' own broadcast-to-last-push averaged {nodes}."
+    )
+
+
+def _slow_changes(r: dict) -> tuple[list[dict], float | None]:
+    done = [c for c in r.get("changes_raw", []) if c.get("latency") is not None]
+    if not done:
+        return [], None
+    median = sorted(c["latency"] for c in done)[len(done) // 2]
+    return [c for c in done if c["latency"] > 2 * median], median
+
+
+def _gc_hypothesis(fan: dict, n: str) -> str:
+    r = _get(fan, "hub", n)
+    if not _usable(r):
+        return ""
+    slow, median = _slow_changes(r)
+    gcs = r.get("node_full_collections") or []
+    if median is None or not gcs:
+        return ""
+    full = sum(g["count"] for g in gcs)
+    paused = sum(g["total_ms"] for g in gcs)
+    listed = ", ".join(f"{c['latency'] * 1000:.0f} ms" for c in slow) or "none"
+    if not slow:
+        verdict = "nothing to explain: no change took over twice the median"
+    elif full == 0:
+        verdict = "**not supported**: no full collection ran on either node, so the slow changes have another cause"
+    elif full >= len(slow):
+        verdict = "consistent: there were at least as many full collections as slow changes"
+    else:
+        verdict = f"**partly**: {len(slow) - full} slow change(s) more than full collections"
+    return (
+        f"**Hypothesis, N = {int(n):,}: the slowest changes wait out a full garbage collection on a node.** "
+        f"Changes over twice the median ({median * 1000:.0f} ms): {listed}. Full collections on the nodes meanwhile "
+        f'(`hearo_gc_pause_seconds{{generation="2"}}`): {full}, {paused:.0f} ms in all. Verdict: {verdict}.'
+    )
+
+
+def _per_frame(fan: dict) -> str:
+    parts = []
+    for n in ("1000", "5000"):
+        r = _get(fan, "hub", n)
+        nodes = (r or {}).get("node_fanout_mean_ms") if _usable(r) else None
+        if not nodes:
+            continue
+        per_node = r["all"]["affected_mean"] / len(nodes)
+        if per_node:
+            parts.append(
+                f"N = {int(n):,}: {sum(nodes) / len(nodes) * 1000 / per_node:.0f} µs per moved client "
+                f"({per_node:.0f} per node)"
+            )
+    if len(parts) < 1:
+        return ""
+    return (
+        "**A node's cost per pushed frame** (its broadcast-to-last-push time over the clients it moved): "
+        + "; ".join(parts)
+        + ". If the cost is per frame, these agree across N; a larger figure at the larger N is time the node spent "
+        "on something else meanwhile (collections, other sockets, waiting for a CPU)."
+    )
+
+
+def _speedup(fan: dict) -> str:
+    hub = _get(fan, "hub", "1000", "all", "latency_ms", "p50")
+    naive = _get(fan, "naive_cap100k", "1000", "all", "latency_ms", "p50")
+    if hub is None or naive is None:
+        return ""
+    request = _get(fan, "hub", "1000", "cancel", "request_ms", "p50")
+    needed = naive / 20
+    return (
+        f"**Speed-up over the naive design at N = 1,000**: naive p50 {_ms(naive)} ÷ hub p50 {_ms(hub)} = "
+        f"{_x(ratio(naive, hub))}. 20x needs the hub at or under {_ms(needed)} in this run; the cancel's own "
+        f"request (p50 {_ms(request)}) is part of both."
+    )
+
+
+def _relay(fan: dict) -> str:
+    out = []
+    for n in ("1000", "5000"):
+        hub, relay = _get(fan, "hub", n, "all", "latency_ms"), _get(fan, "rabbitmq", n, "all", "latency_ms")
+        reached = _get(fan, "rabbitmq", n, "n")
+        if not hub or not relay:
+            continue
+        if reached != int(n):  # capped below N (an older run): not the same N, no verdict
+            out.append(f"N = {int(n):,}: the relay reached only {reached} clients, not comparable")
+            continue
+        ahead = hub["p50"] < relay["p50"] and hub["p99"] < relay["p99"]
+        out.append(
+            f"N = {int(n):,}: hub {_ms(hub['p50'])} / {_ms(hub['p99'])}, relay {_ms(relay['p50'])} / "
+            f"{_ms(relay['p99'])} (p50 / p99): the hub is {'ahead on both' if ahead else '**not ahead on both**'}"
+        )
+    if not out:
+        return ""
+    return "**Hub vs the RabbitMQ Web-STOMP relay at equal N**: " + "; ".join(out) + "."
+
+
+def _heartbeat(hb: dict) -> str:
+    rest = _get(hb, "fastpath", "rest_node")
+    if not rest or not _get(rest, "load", "latency_ms"):
+        return ""
+    lat = rest["load"]["latency_ms"]
+    sockets = _get(hb, "fastpath", "main", "load", "latency_ms", "p99")
+    waits = _get(rest, "sched") or {}
+    waited = _get(waits, "REST node", "runqueue_wait_ms")
+    cpu = _get(waits, "REST node", "cpu_ms")
+    verdict = "met" if lat["p99"] < 50 else "**missed**"
+    text = (
+        f"**Heartbeat at {rest['load'].get('target_rate', rest.get('rate'))}/s during fan-out**: the REST node "
+        f"answered p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])} ({verdict} against 50 ms); sent to the socket "
+        f"nodes instead, p99 {_ms(sockets)}."
+    )
+    if waited is not None and cpu is not None:
+        text += (
+            f" Hypothesis: the REST node's tail is time spent waiting for a CPU, not work. This run: it was runnable "
+            f"but waiting for a CPU for {_ms(waited)}, against {_ms(cpu)} on one (kernel schedstat)"
+            + (" — the wait is the larger share." if waited > cpu else " — the work is the larger share.")
+        )
+    return text
+
+
+def _naive_losses(fan: dict) -> str:
+    lost = {n: _get(fan, "naive_cap100", n, "all", "missing") for n in ("1000", "5000")}
+    lost = {n: v for n, v in lost.items() if v is not None}
+    if not lost:
+        return ""
+    listed = ", ".join(f"{v} at N = {int(n):,}" for n, v in lost.items())
+    return f"**Naive design at channels-redis's default capacity (100)**: clients that never got their rank: {listed}."
