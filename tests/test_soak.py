@@ -11,7 +11,17 @@ snapshot must satisfy the invariants: no visit lost or duplicated, no
 counselor or visit in two open matches, no skill violation, every visit's
 virtual arrival and every line's order equal to a recomputation from the join
 times. At quiet points (operations stopped, workers idle) every subscribed
-page must show its visit's true state, queue and recomputed rank. The seed is
+page must show its visit's true state, queue and recomputed rank.
+
+The servers run on a Redis Sentinel topology (a primary, a replica, three
+sentinels; bench/redis_ha.py), and half-way through the operations the
+primary is SIGKILLed while they go on: the soak continues against the promoted
+replica. Until the first quiet point after the kill, a 503 ``unavailable``
+is an answer it accepts (counted in the summary, with the failover's
+timeline; one without a Retry-After header fails the run at its end), and a
+page whose socket was closed opens it again as the real page does (counted
+too); every invariant holds throughout, and every server process outlives
+the failover. The seed is
 printed; ``HEARO_SOAK_SEED`` repeats its random draws (what they act on still
 depends on timing). ``HEARO_SOAK_OPERATIONS`` makes a shorter run for a quick
 try: it checks every invariant, but only a full run must show that every kind
@@ -21,33 +31,37 @@ of operation and outcome happened often enough.
 import contextlib
 import os
 import random
+import re
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
 import redis
-from django.conf import settings
+import redis.sentinel
+from celery import Celery
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from bench.redis_ha import RedisHa, redis_ha, redis_ha_available
 from matching.counselors import counselor_skills_set
 from matching.models import Counselor, CounselorEvent, Match
-from matching.tasks import match_pass_task
 from queues import staff
 from queues.models import Queue, QueueState, Registration, RegistrationEvent
 from queues.selectors import queue_order
 from queues.services import queue_default
+from tests.conftest import need
 from tests.support.processes import celery_worker, daphne
-from tests.support.soak import ACTIVE, Desk, Op, OpenMatch, RankPage, Soak, View, http
+from tests.support.soak import ACTIVE, Desk, Gap, Op, OpenMatch, RankPage, Soak, View, http
 from tests.test_cluster import counselor_with_token
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.django_db(transaction=True)]
+# A full run took 9 to 14 minutes on 2 shared cores with the Sentinel topology running beside it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.django_db(transaction=True)]
 
 OPERATIONS = int(os.environ.get("HEARO_SOAK_OPERATIONS", "10000"))
 CONCURRENCY = 6  # operations in flight at once, by distinct people
@@ -138,37 +152,96 @@ HAPPENED_AT_LEAST = {
     "overflows": 50,
     # Most wrap-ups end early by a random status click; full runs have seen 25 to over 30 end by themselves.
     "wrap-ups over by themselves": 10,
+    # The workers go on matching against the promoted replica (half the run comes after the kill).
+    "matches made after the failover": 50,
 }
 # Matches each line must get in a full run: every skill is exercised.
 LINE_MATCHES_AT_LEAST = 20
+
+
+# Kombu's retries of a match pass sent while no primary answers: about 15 s, longer than a failover.
+PASS_RETRY = {"max_retries": 60, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.25}
 
 
 @dataclass(frozen=True)
 class Cluster:
     ports: tuple[int, int]
     procs: list  # the nodes' and workers' processes, whose logs are read at the end
+    ha: RedisHa
+    broker_url: str  # sentinel://…;sentinel://…, as the servers' Celery has it
+
+
+def sentinel_env(ha: RedisHa) -> dict:
+    """Return the servers' settings for Redis behind ``ha``'s sentinels (the Celery broker too)."""
+    broker = ";".join(f"sentinel://127.0.0.1:{port}" for port in ha.sentinel_ports)
+    return {**ha.env(), "CELERY_BROKER_URL": broker}
 
 
 @pytest.fixture
-def cluster(tmp_path, redis_url, postgres):
-    """Two Daphne nodes and two Celery workers (solo pool) on the test database; yield their ports and processes."""
+def cluster(tmp_path, postgres):
+    """Redis behind sentinels, two Daphne nodes and two Celery workers (solo pool) on the test database."""
+    need(redis_ha_available() or os.environ.get("CI") == "true", "redis-sentinel (apt-get install redis-sentinel)")
     with contextlib.ExitStack() as stack:
-        nodes = [stack.enter_context(daphne(tmp_path, f"soak-node-{n}", **SERVER_ENV)) for n in "ab"]
-        workers = [stack.enter_context(celery_worker(tmp_path, f"soak-worker-{n}", **SERVER_ENV)) for n in "12"]
+        ha = stack.enter_context(redis_ha(tmp_path))
+        env = {**SERVER_ENV, **sentinel_env(ha)}
+        nodes = [stack.enter_context(daphne(tmp_path, f"soak-node-{n}", **env)) for n in "ab"]
+        workers = [stack.enter_context(celery_worker(tmp_path, f"soak-worker-{n}", **env)) for n in "12"]
         procs = [proc for _, proc in nodes] + workers
         try:
-            yield Cluster(ports=tuple(port for port, _ in nodes), procs=procs)
+            yield Cluster(tuple(port for port, _ in nodes), procs, ha, env["CELERY_BROKER_URL"])
         finally:
             print_trouble(procs)
+
+
+def primary_client(ha: RedisHa) -> redis.Redis:
+    """Return a client of whichever server the sentinels name the primary (asked again after each error)."""
+    sentinels = [("127.0.0.1", port) for port in ha.sentinel_ports]
+    timeouts = {"socket_timeout": 1, "socket_connect_timeout": 1}
+    return redis.sentinel.Sentinel(sentinels, sentinel_kwargs=timeouts).master_for(ha.master_name, **timeouts)
+
+
+def pass_trigger(cluster: Cluster):
+    """Return a function that asks the workers for a match pass through the sentinels' broker.
+
+    The test process's own Celery app stays on its settings' broker: a
+    separate app, configured as the servers' is, follows the failover.
+    """
+    app = Celery("soak-passes", broker=cluster.broker_url, set_as_current=False)
+    app.conf.broker_transport_options = {"master_name": cluster.ha.master_name}
+    return lambda: app.send_task("matching.match_pass", expires=5, retry=True, retry_policy=PASS_RETRY)
+
+
+# What a failover logs at ERROR by design: Django's line for each 503 answered (the soak checks every
+# answer itself), a worker's tries to reach the broker again while no primary answers, and the ack of a
+# pass that ran as the primary died (the pass is redelivered after the visibility timeout: a repeated
+# pass changes nothing).
+FAILOVER_ERRORS = (
+    " ERROR django.request Service Unavailable: ",
+    " ERROR celery.worker.consumer.consumer consumer: Cannot connect to sentinel://",
+    " CRITICAL celery.worker.request Couldn't ack ",
+)
+LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d ")
+
+
+def log_records(text: str) -> list[list[str]]:
+    """Split a server's log into records: a timestamped line and the lines under it (a traceback)."""
+    records: list[list[str]] = []
+    for line in text.splitlines():
+        if LOG_RECORD.match(line) or not records:
+            records.append([line])
+        else:
+            records[-1].append(line)
+    return records
 
 
 def server_errors(procs) -> list[str]:
     """Return the errors the servers logged: a failed matcher pass (a deadlock, say) is retried, but it is a bug."""
     return [
-        f"{proc.log_path.name}: {line[:400]}"
+        f"{proc.log_path.name}: {record[0][:400]}"
         for proc in procs
-        for line in proc.output().splitlines()
-        if " ERROR " in line or line.startswith("Traceback")
+        for record in log_records(proc.output())
+        if (" ERROR " in record[0] or " CRITICAL " in record[0] or any(x.startswith("Traceback") for x in record))
+        and not any(expected in record[0] for expected in FAILOVER_ERRORS)
     ]
 
 
@@ -462,13 +535,16 @@ def statuses_of(pages: list[RankPage]) -> dict[int, str]:
 
 
 def passes_queued(broker: redis.Redis) -> bool:
-    """Return whether match passes wait in the broker's queue.
+    """Return whether match passes wait in the broker's queue (or the broker cannot say: no primary yet).
 
     Not the "unacked" hash: a worker killed by an earlier test leaves entries
     there for an hour. A pass a worker already reserved runs within the
     stillness window, and one that changes nothing cannot hide a wrong page.
     """
-    return broker.llen("celery") > 0
+    try:
+        return broker.llen("celery") > 0
+    except redis.RedisError:
+        return True  # mid-failover: nothing counts as still until the queue can be read
 
 
 def settle_and_compare(
@@ -488,11 +564,15 @@ def settle_and_compare(
         surprises = soak.record(list(pool.map(Op.run, soak.keep_alive(view))), count=False)
         assert not surprises, f"seed {soak.seed}, keeping pages alive:\n" + "\n".join(surprises)
         now = (view.version, frozenset(view.registrations.items()), frozenset(view.matches))
-        if now != signature or passes_queued(broker):
+        queued = passes_queued(broker)
+        if now != signature or queued:
             signature, still_since = now, time.monotonic()
         problems, compared = page_problems(pages, view, statuses, ranks)
         if not problems and time.monotonic() - still_since >= STILL_SECONDS:
             return compared
+        if time.monotonic() > deadline and not problems:
+            # Every page is right, but something keeps moving, or no worker takes the passes queued.
+            pytest.fail(f"seed {soak.seed}: never still for {STILL_SECONDS} s (match passes still queued: {queued})")
         if time.monotonic() > deadline:
             pytest.fail(f"seed {soak.seed}: pages disagree once quiet:" + explain(pages, problems))
         time.sleep(0.2)
@@ -576,7 +656,50 @@ def checked(soak: Soak, routing: Routing, done: int, *, full: bool = False) -> V
     return view
 
 
-def soak_run(soak: Soak, routing: Routing, pool: ThreadPoolExecutor, broker: redis.Redis) -> int:
+def kill_after() -> int:
+    """Return after how many operations the primary dies: half-way, between two quiet points.
+
+    Not at one: operations must go on through the failover before the soak
+    next stops to let everything settle.
+    """
+    between = (OPERATIONS // 2 // QUIET_EVERY) * QUIET_EVERY + QUIET_EVERY // 2
+    return between if between < OPERATIONS else OPERATIONS // 2
+
+
+@dataclass
+class Failover:
+    """When the primary dies, and the wait for its successor on a thread of its own (operations go on)."""
+
+    ha: RedisHa
+    after: int  # operations done before the kill
+    waiting: ThreadPoolExecutor
+    promoted: Future | None = None
+
+    def due(self, soak: Soak, done: int, planned: int) -> bool:
+        return soak.gap is None and done + planned > self.after
+
+    def start(self, soak: Soak) -> None:
+        """SIGKILL the primary now (a batch is in flight) and start waiting for a replica's promotion."""
+        killed_at, killed_wall = time.monotonic(), time.time()
+        soak.gap = Gap(killed_at, self.ha.kill_primary(), killed_wall)
+        self.promoted = self.waiting.submit(soak.gap.promote, lambda old: self.ha.wait_promoted(old, 60))
+
+    def close(self, soak: Soak) -> None:
+        """End the gap: a quiet point after the kill found everything right, so Redis is back for good."""
+        if soak.gap is not None and soak.gap.open:
+            self.promoted.result()  # raises if no replica was promoted
+            soak.gap.open = False
+
+
+def run_batch(soak: Soak, ops: list[Op], pool: ThreadPoolExecutor, failover: Failover, done: int) -> list[str]:
+    """Run one batch concurrently (killing the primary meanwhile if it is due); return the surprises."""
+    running = [pool.submit(op.run) for op in ops]
+    if failover.due(soak, done, len(ops)):
+        failover.start(soak)
+    return soak.record([future.result() for future in running])
+
+
+def soak_run(soak: Soak, routing: Routing, pool: ThreadPoolExecutor, broker: redis.Redis, failover: Failover) -> int:
     """Run every operation, batch by batch, checking after each; return how many waiting ranks were compared."""
     done, compared, quiet_at = 0, 0, QUIET_EVERY
     while True:
@@ -584,17 +707,18 @@ def soak_run(soak: Soak, routing: Routing, pool: ThreadPoolExecutor, broker: red
         if done >= min(quiet_at, OPERATIONS):
             compared += settle_and_compare(soak, routing, pool, broker)
             view = checked(soak, routing, done, full=True)
+            failover.close(soak)
             quiet_at += QUIET_EVERY
         retire_pages(soak, view)
         if done >= OPERATIONS:
             return compared
         ops = soak.plan(view, min(CONCURRENCY, OPERATIONS - done))
-        surprises = soak.record(list(pool.map(Op.run, ops)))
+        surprises = run_batch(soak, ops, pool, failover, done)
         assert not surprises, f"seed {soak.seed}, after {done} operations:\n" + "\n".join(surprises)
         done += len(ops)
 
 
-def test_ten_thousand_random_operations_keep_every_invariant(cluster):
+def test_ten_thousand_random_operations_keep_every_invariant_through_a_failover(cluster):
     seed = int(os.environ.get("HEARO_SOAK_SEED") or random.SystemRandom().randrange(2**32))
     print(f"soak seed {seed} (HEARO_SOAK_SEED={seed} repeats its random draws)")
     lines_configure()
@@ -602,24 +726,41 @@ def test_ten_thousand_random_operations_keep_every_invariant(cluster):
         ports=cluster.ports,
         rng=random.Random(seed),
         desks=desks_on_shift(cluster.ports),
-        trigger_pass=lambda: match_pass_task.apply_async(expires=5),
+        trigger_pass=pass_trigger(cluster),
         seed=seed,
         join_body=join_body,
     )
     routing = routing_read()
     started = time.monotonic()
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
+    with ThreadPoolExecutor(CONCURRENCY) as pool, ThreadPoolExecutor(1) as waiting:
+        failover = Failover(cluster.ha, kill_after(), waiting)
         try:
-            compared = soak_run(soak, routing, pool, redis.Redis.from_url(settings.CELERY_BROKER_URL))
+            compared = soak_run(soak, routing, pool, primary_client(cluster.ha), failover)
         finally:
             soak.close_pages()
     report(soak, time.monotonic() - started, compared)
-    errors = server_errors(cluster.procs)
-    assert not errors, f"seed {seed}: the servers logged {len(errors)} errors:\n" + "\n".join(errors[:10])
+    problems = after_the_run_problems(soak, cluster.procs)
+    assert not problems, f"seed {seed}:\n" + "\n".join(problems)
+
+
+def after_the_run_problems(soak: Soak, procs) -> list[str]:
+    """Return what went wrong without stopping the run: refusals without Retry-After, dead servers, logged errors."""
+    problems = [f"503 answers without a Retry-After header: {dict(soak.gap.without_retry_after)}"]
+    problems = problems if soak.gap.without_retry_after else []
+    problems += [f"{p.log_path.name} exited with {p.proc.returncode}" for p in procs if p.proc.poll() is not None]
+    errors = server_errors(procs)
+    if errors:
+        problems.append(f"the servers logged {len(errors)} errors, the first ones:\n" + "\n".join(errors[:10]))
+    return problems
+
+
+def killed_at(soak: Soak) -> datetime:
+    return datetime.fromtimestamp(soak.gap.killed_wall, tz=UTC)
 
 
 def report(soak: Soak, seconds: float, compared: int) -> None:
     """Print what the run did and prove it did enough of everything to mean something."""
+    assert soak.gap is not None and not soak.gap.open, "the run ended before its failover was over"
     visits = Counter(RegistrationEvent.objects.values_list("reason", flat=True))
     ends = Counter(Match.objects.values_list("end_reason", flat=True))
     desks = Counter(CounselorEvent.objects.values_list("reason", flat=True))
@@ -643,10 +784,14 @@ def report(soak: Soak, seconds: float, compared: int) -> None:
         "urgent joins": Registration.objects.filter(urgent=True).count(),
         "overflows": visits["overflow"],
         "wrap-ups over by themselves": desks["wrap_up_over"],
+        "matches made after the failover": Match.objects.filter(created_at__gte=killed_at(soak)).count(),
     }
     print(f"  {happened}")
     lines = Counter(Match.objects.values_list("registration__queue_id", "registration__language"))
     print(f"  matches by the visit's line now {dict(lines)}")
+    print(f"  failover: {soak.gap.summary()}")
+    pages, times, tries = soak.page_reconnects()
+    print(f"  pages that opened their socket again: {pages} ({times} times); failed tries to open one: {tries}")
     if OPERATIONS < 10_000:
         return  # a quick try: leases and deadlines need the full run's minutes
     short = {kind: soak.kinds[kind] for kind, least in AT_LEAST.items() if soak.kinds[kind] < least}

@@ -7,6 +7,7 @@ depends on timing), and then run concurrently over HTTP against both nodes;
 the Celery workers match on their own in between.
 """
 
+import contextlib
 import json
 import random
 import threading
@@ -17,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from tests.support.stomp_ws import StompWs
 
@@ -51,63 +52,130 @@ EXPECTED = {
 MAX_ACTIVE_CUSTOMERS = 40
 MAX_PAGES = 24  # customers subscribed over STOMP at once (each a socket and a thread)
 MAX_GHOST_DESKS = 2
+# The kinds that always reach Redis (the lease cache, the join's rate limit and publish): the first
+# of them to succeed after the primary died marks when the nodes were back.
+REDIS_KINDS = ("join", "heartbeat")
+# How long a page keeps trying to (re)connect while Redis fails over, and its pause between tries.
+PAGE_RETRY_SECONDS, PAGE_RETRY_PAUSE = 30.0, 0.5
 
 
 def http(port: int, method: str, path: str, *, bearer: str = "", key: str = "", body: dict | None = None):
     """Call a node; return (status, JSON body), or (status, {"error": "<not json>", ...}) for anything else."""
+    status, answer, _ = request(port, method, path, bearer=bearer, key=key, body=body)
+    return status, answer
+
+
+def request(port: int, method: str, path: str, *, bearer: str = "", key: str = "", body: dict | None = None):
+    """Call a node; return (status, JSON body, headers) as ``http`` does."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
-    request.add_header("Content-Type", "application/json")
+    call = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    call.add_header("Content-Type", "application/json")
     if bearer:
-        request.add_header("Authorization", f"Bearer {bearer}")
+        call.add_header("Authorization", f"Bearer {bearer}")
     elif key:
-        request.add_header("Authorization", f"Token {key}")
+        call.add_header("Authorization", f"Token {key}")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, raw = response.status, response.read()
+        with urllib.request.urlopen(call, timeout=30) as response:
+            status, raw, headers = response.status, response.read(), dict(response.headers)
     except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
+        status, raw, headers = error.code, error.read(), dict(error.headers)
     try:
-        return status, json.loads(raw)
+        return status, json.loads(raw), headers
     except ValueError:
-        return status, {"error": "<not json>", "detail": raw[:300].decode(errors="replace")}
+        return status, {"error": "<not json>", "detail": raw[:300].decode(errors="replace")}, headers
+
+
+class PageRefused(Exception):
+    """The node answered CONNECT with something else than CONNECTED."""
 
 
 class RankPage:
     """A customer's page: the rank topic over STOMP, read on a thread, stale versions dropped.
 
-    It accepts messages as ``hearo-client.js`` does: the first one (the
-    snapshot) always, later WAITING ones only if no older than the newest
-    version seen, everything else as it comes.
+    It accepts messages as ``hearo-client.js`` does: the snapshot after each
+    (re)connect always, later WAITING ones only if no older than the newest
+    version seen, everything else as it comes. While ``may_retry()`` holds (Redis
+    is failing over) a refused or closed socket is opened again, as the page
+    does, and counted in ``reconnects``; otherwise it is the page's problem.
     """
 
-    def __init__(self, port: int, customer_id: str, token: str, registration_id: int) -> None:
+    def __init__(
+        self,
+        port: int,
+        customer_id: str,
+        token: str,
+        registration_id: int,
+        may_retry: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.registration_id = registration_id
         self.shown: dict | None = None
         self.received: list[tuple[bool, dict]] = []  # (accepted, body), for the failure report
         self.problem = ""
         self.gone_since: float | None = None  # when the planner first saw the visit ended
+        self.reconnects = 0  # sockets opened again after the server closed or refused one
+        self.retried_opens = 0  # tries to open a socket that failed while Redis failed over
+        self._address = (port, customer_id, token)
+        self._may_retry = may_retry
         self._version = -1
+        self._snapshot_due = True
         self._closing = False
-        self._stomp = StompWs(port)
-        connected = self._stomp.connect_customer(token)
-        if connected.command != "CONNECTED":
-            raise AssertionError(f"STOMP CONNECT refused: {connected}")
-        self._stomp.subscribe(f"/topic/queue-rank/{customer_id}")
+        self._stomp = self._open()
         self._thread = threading.Thread(target=self._read, name=f"rank-{registration_id}", daemon=True)
         self._thread.start()
 
+    def _open(self) -> StompWs:
+        """Connect and subscribe; while Redis fails over, try again for a while as the page does."""
+        deadline = time.monotonic() + PAGE_RETRY_SECONDS
+        while True:
+            try:
+                return self._try_open()
+            except (OSError, WebSocketException, PageRefused) as exc:
+                if not self._may_retry() or time.monotonic() > deadline:
+                    raise AssertionError(f"page of visit {self.registration_id} could not connect: {exc!r}") from exc
+                self.retried_opens += 1
+                time.sleep(PAGE_RETRY_PAUSE)
+
+    def _try_open(self) -> StompWs:
+        port, customer_id, token = self._address
+        stomp = StompWs(port)
+        connected = stomp.connect_customer(token)
+        if connected.command != "CONNECTED":
+            stomp.close()
+            raise PageRefused(f"STOMP CONNECT refused: {connected}")
+        stomp.subscribe(f"/topic/queue-rank/{customer_id}")
+        return stomp
+
     def _read(self) -> None:
-        try:
-            while True:
+        while not self._closing:
+            try:
                 frame = self._stomp.frame(timeout=None)
-                if frame.command != "MESSAGE":
-                    self.problem = f"unexpected {frame.command}: {frame.headers} {frame.body!r}"
+            except ConnectionClosed:
+                if self._closing or not self._reopen("the server closed the socket"):
                     return
-                self._show(json.loads(frame.body))
-        except ConnectionClosed:
-            if not self._closing:
-                self.problem = "the server closed the socket"
+                continue
+            if frame.command != "MESSAGE":
+                if not self._reopen(f"unexpected {frame.command}: {frame.headers} {frame.body!r}"):
+                    return
+                continue
+            self._show(json.loads(frame.body))
+
+    def _reopen(self, problem: str) -> bool:
+        """Open the socket again if Redis is failing over; else record ``problem``. Return whether reopened."""
+        if not self._may_retry():
+            self.problem = problem
+            return False
+        with contextlib.suppress(Exception):
+            self._stomp.close()
+        try:
+            self._stomp = self._open()
+        except AssertionError as exc:
+            self.problem = f"{problem}; then {exc}"
+            return False
+        self.reconnects += 1
+        self._snapshot_due = True  # the new subscription's snapshot is the truth, as after the first
+        if self._closing:
+            self._stomp.close()  # close() ran meanwhile, on the socket this one replaced
+        return True
 
     def _show(self, body: dict) -> None:
         accepted = self._accepts(body)
@@ -118,8 +186,9 @@ class RankPage:
     def _accepts(self, body: dict) -> bool:
         if body.get("registrationId") != self.registration_id:
             return False  # the same customer's later visit: another page's business
+        snapshot, self._snapshot_due = self._snapshot_due, False
         if body.get("status") == "WAITING":
-            if self.shown is not None and body["version"] < self._version:
+            if not snapshot and body["version"] < self._version:
                 return False
             self._version = body["version"]
         return True
@@ -188,7 +257,20 @@ class Outcome:
     status: int = 200
     detail: str = ""
     joined: Customer | None = None  # a first-time customer to remember
-    seconds: float = 0.0
+    retry_after: str = ""  # a refusal's Retry-After header
+    started: float = 0.0  # monotonic
+    finished: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.finished - self.started
+
+
+def refused(kind: str, status: int, body: dict, headers: dict) -> Outcome:
+    """Return the outcome of a request the node refused, with its error code and Retry-After."""
+    retry_after = next((value for name, value in headers.items() if name.lower() == "retry-after"), "")
+    detail = json.dumps(body)[:300]
+    return Outcome(kind, code=body.get("error", "?"), status=status, detail=detail, retry_after=retry_after)
 
 
 @dataclass
@@ -200,8 +282,62 @@ class Op:
     def run(self) -> Outcome:
         started = time.monotonic()
         outcome = self.action()
-        outcome.seconds = time.monotonic() - started
+        outcome.started, outcome.finished = started, time.monotonic()
         return outcome
+
+
+@dataclass
+class Gap:
+    """A Redis failover the soak lives through: its timeline and what the operations met in it.
+
+    Times are monotonic. The gap stays open from the kill until a quiet point
+    after it finds every page right: until then a 503 ``unavailable`` with a
+    Retry-After is an answer the soak accepts, and a page whose socket the
+    node closed or refused opens it again.
+    """
+
+    killed_at: float
+    killed_port: int
+    killed_wall: float  # time.time(), to compare with the database's timestamps
+    promoted_at: float | None = None
+    promoted_port: int | None = None
+    open: bool = True
+    unavailable: Counter = field(default_factory=Counter)  # accepted 503s by kind
+    # ...of which without a Retry-After header: the soak goes on, and fails at the end.
+    without_retry_after: Counter = field(default_factory=Counter)
+    last_unavailable_at: float | None = None
+    recovered_at: float | None = None  # when the first REDIS_KINDS operation begun after the kill succeeded
+
+    def promote(self, wait_promoted: Callable[[int], int]) -> None:
+        """Wait (on a thread of its own: operations go on) until a replica is promoted."""
+        self.promoted_port = wait_promoted(self.killed_port)
+        self.promoted_at = time.monotonic()
+
+    def accepts(self, outcome: Outcome) -> bool:
+        """Return whether ``outcome`` is a 503 ``unavailable`` met in the gap (and count it)."""
+        in_gap = self.open and outcome.finished >= self.killed_at
+        if not (in_gap and outcome.code == "unavailable" and outcome.status == 503):
+            return False
+        self.unavailable[outcome.kind] += 1
+        if not outcome.retry_after:
+            self.without_retry_after[outcome.kind] += 1
+        self.last_unavailable_at = max(self.last_unavailable_at or 0.0, outcome.finished)
+        return True
+
+    def note(self, outcome: Outcome) -> None:
+        if outcome.code == "ok" and outcome.kind in REDIS_KINDS and outcome.started >= self.killed_at:
+            self.recovered_at = min(self.recovered_at or outcome.finished, outcome.finished)
+
+    def summary(self) -> str:
+        def since_kill(at: float | None) -> str:
+            return "never" if at is None else f"+{at - self.killed_at:.2f} s"
+
+        return (
+            f"primary {self.killed_port} SIGKILLed; {self.promoted_port} promoted {since_kill(self.promoted_at)}; "
+            f"first {'/'.join(REDIS_KINDS)} begun after the kill succeeded {since_kill(self.recovered_at)}; "
+            f"503 unavailable answers {dict(self.unavailable)} (the last {since_kill(self.last_unavailable_at)}), "
+            f"of which without Retry-After {dict(self.without_retry_after)}"
+        )
 
 
 @dataclass
@@ -219,6 +355,11 @@ class Soak:
     outcomes: Counter = field(default_factory=Counter)
     # The body of a join (queueId, language, urgent), drawn on the main thread; by default {}: the default queue.
     join_body: Callable[[random.Random], dict] = field(default=lambda rng: {})
+    gap: Gap | None = None  # the Redis failover, once it began
+    pages: list[RankPage] = field(default_factory=list)  # every page ever opened, for their reconnect counts
+
+    def in_gap(self) -> bool:
+        return self.gap is not None and self.gap.open
 
     def port(self) -> int:
         return self.rng.choice(self.ports)
@@ -371,25 +512,27 @@ class Soak:
     # -- running (on the pool's threads; each touches only its own person) ------------
 
     def _call(self, kind: str, port: int, path: str, **auth) -> Outcome:
-        status, body = http(port, "POST", path, **auth)
+        status, body, headers = request(port, "POST", path, **auth)
         if status < 300:
             return Outcome(kind, status=status)
-        return Outcome(kind, code=body.get("error", "?"), status=status, detail=json.dumps(body)[:300])
+        return refused(kind, status, body, headers)
 
     def _join(self, returning: Customer | None, port: int, page_port: int, asked: dict | None = None) -> Outcome:
         if returning and returning.page:
             returning.page.close()  # the old page: its socket speaks for the ended visit
             returning.page = None
         bearer = returning.token if returning else ""
-        status, body = http(port, "POST", "/api/queue/join", bearer=bearer, body=asked or {})
+        status, body, headers = request(port, "POST", "/api/queue/join", bearer=bearer, body=asked or {})
         if status not in (200, 201):
-            return Outcome("join", code=body.get("error", "?"), status=status, detail=json.dumps(body)[:300])
+            return refused("join", status, body, headers)
         customer = returning or Customer(body["customerId"], body["token"], body["registrationId"], 0.0)
         customer.token, customer.registration_id = body["token"], body["registrationId"]
         customer.beat_at, customer.ghost = time.monotonic(), False
         if page_port:
-            customer.page = RankPage(page_port, customer.customer_id, customer.token, customer.registration_id)
-            customer.page.wait_for_snapshot()
+            page = RankPage(page_port, customer.customer_id, customer.token, customer.registration_id, self.in_gap)
+            self.pages.append(page)
+            customer.page = page
+            page.wait_for_snapshot()
         return Outcome("join", status=status, joined=None if returning else customer)
 
     def _heartbeat(self, customer: Customer, port: int) -> Outcome:
@@ -405,11 +548,11 @@ class Soak:
         return outcome
 
     def _status(self, desk: Desk, port: int, status: str) -> Outcome:
-        code, body = http(port, "POST", "/api/counselor/status", key=desk.key, body={"status": status})
+        code, body, headers = request(port, "POST", "/api/counselor/status", key=desk.key, body={"status": status})
         if code < 300:
             desk.beat_at = time.monotonic()  # going on shift leases the counselor too
             return Outcome("status", status=code)
-        return Outcome("status", code=body.get("error", "?"), status=code, detail=json.dumps(body)[:300])
+        return refused("status", code, body, headers)
 
     def _match(self) -> Outcome:
         self.trigger_pass()
@@ -427,9 +570,19 @@ class Soak:
                 self.seconds[outcome.kind] += outcome.seconds
             if outcome.joined is not None:
                 self.customers.append(outcome.joined)
+            if self.gap is not None:
+                self.gap.note(outcome)
+                if self.gap.accepts(outcome):
+                    continue
             if outcome.code != "ok" and outcome.code not in EXPECTED.get(outcome.kind, ()):
-                surprises.append(f"{outcome.kind}: HTTP {outcome.status} {outcome.detail}")
+                retry_after = f" (Retry-After {outcome.retry_after!r})" if outcome.status == 503 else ""
+                surprises.append(f"{outcome.kind}: HTTP {outcome.status} {outcome.detail}{retry_after}")
         return surprises
+
+    def page_reconnects(self) -> tuple[int, int, int]:
+        """Return how many pages opened their socket again, how many times, and the failed tries to open one."""
+        pages = [page for page in self.pages if page.reconnects]
+        return len(pages), sum(p.reconnects for p in pages), sum(p.retried_opens for p in self.pages)
 
     def keep_alive(self, view: View, every: float = 1.5) -> list[Op]:
         """Heartbeats only: what the live pages and dashboards send while nothing else happens."""
