@@ -31,7 +31,8 @@ run: install
 test: install
 	HEARO_CACHE_PREFIX=hearo-test HEARO_CHANNEL_PREFIX=hearo-test $(PY) -m pytest $(PYTEST_ARGS)
 
-# About 15 minutes: starts its own Redis, database and servers; writes bench/RESULTS.md and bench/results.json.
+# About 25 minutes: starts its own Redis (and Sentinel topology), RabbitMQ, database and servers;
+# writes bench/RESULTS.md and bench/results.json.
 bench: install
 	$(PY) -m bench.run --command "make bench"
 

@@ -43,6 +43,9 @@ class Buckets:
         return "other"
 
 
+LEASE_RENEWALS = "lease_renewals"
+
+
 def _key(command: str, args: list[str]) -> str | None:
     if command in SCRIPTS:
         return args[2] if len(args) > 2 and args[1] != "0" else None
@@ -67,6 +70,10 @@ def parse(text: str, buckets: Buckets) -> dict:
     messages = 0
     for client, command, args in rows:
         bucket = buckets.of_key(_key(command, args)) or by_conn.get(client, "other")
+        if bucket == "cache" and command == "SET" and ":lease:registration:" in (_key(command, args) or ""):
+            # A node's lease keeper renewing the customers it holds sockets for:
+            # every HEARO_HEARTBEAT_SECONDS, whatever changes, so apart from them.
+            bucket = LEASE_RENEWALS
         (lua if client == "lua" else top)[bucket] += 1
         commands[command + (" (in script)" if client == "lua" else "")] += 1
         key = _key(command, args) or ""
