@@ -113,14 +113,12 @@ def fanout_section(results: dict) -> str:
     return "".join(out)
 
 
+# The columns ``_latency_cells`` fills.
+LATENCY_HEADER = ["changes (complete)", "p50", "p99", "max", "missing", "wrong (final)"]
+
 FANOUT_HEADER = [
     "design",
-    "changes (complete)",
-    "p50",
-    "p99",
-    "max",
-    "missing",
-    "wrong (final)",
+    *LATENCY_HEADER,
     "p50 ÷ hub p50",
     "clients affected / change",
 ]
@@ -356,16 +354,24 @@ def _lines_row(label: str, r: dict | None, one: dict | None) -> list:
     publishes = [get(r, "redis", kind, "top_level", "broadcast") for kind in ("cancel", "burst")]
     return [
         label,
+        *_latency_cells(r),
+        r["all"]["affected_mean"],
+        " / ".join(fmt(p) for p in publishes),
+        fmt(ratio(lat["p50"], base.get("p50")), "x"),
+        fmt(ratio(lat["p99"], base.get("p99")), "x"),
+    ]
+
+
+def _latency_cells(r: dict) -> list:
+    """Return a fan-out run's changes (complete), p50, p99, max, missing and wrong (final) cells."""
+    lat = r["all"]["latency_ms"]
+    return [
         f"{r['all']['changes']} ({r['all']['complete']})",
         fmt(lat["p50"], " ms"),
         fmt(lat["p99"], " ms"),
         fmt(lat["max"], " ms"),
         r["all"]["missing"],
         r["audit"]["wrong"] + r["audit"]["missing"],
-        r["all"]["affected_mean"],
-        " / ".join(fmt(p) for p in publishes),
-        fmt(ratio(lat["p50"], base.get("p50")), "x"),
-        fmt(ratio(lat["p99"], base.get("p99")), "x"),
     ]
 
 
@@ -511,12 +517,7 @@ Both runs share the machine with everything else: compare them within this run o
 """
 UVICORN_HEADER = [
     "socket nodes",
-    "changes (complete)",
-    "p50",
-    "p99",
-    "max",
-    "missing",
-    "wrong (final)",
+    *LATENCY_HEADER,
     "nodes: broadcast → last push",
     "connect all",
     "p50 / p99 ÷ baseline",
@@ -555,12 +556,7 @@ def _server_row(label: str, r: dict | None, base: dict | None) -> list:
         vs = f"{_share(lat['p50'], b['p50'])} / {_share(lat['p99'], b['p99'])}"
     return [
         label,
-        f"{r['all']['changes']} ({r['all']['complete']})",
-        fmt(lat["p50"], " ms"),
-        fmt(lat["p99"], " ms"),
-        fmt(lat["max"], " ms"),
-        r["all"]["missing"],
-        r["audit"]["wrong"] + r["audit"]["missing"],
+        *_latency_cells(r),
         " / ".join(fmt(v, " ms") for v in node),
         fmt(r["connect_s"], " s"),
         vs,
