@@ -226,8 +226,12 @@ async def test_tracked_objects_stay_bounded_over_socket_churn_and_grow_without_t
     gc_policy.step(leaky, now=1, open_now=0)
     grown = await churn(leaky, tokens)
     half = ROUNDS // 2
-    # A socket closed while frozen leaves about 50 objects in cycles (measured);
-    # the bounded run moves by a couple of hundred in all, round to round.
-    margin = SOCKETS * 20
-    assert max(bounded[half:]) <= max(bounded[:half]) + margin
-    assert max(grown[half:]) > max(grown[:half]) + margin
+    bounded_growth = max(bounded[half:]) - max(bounded[:half])
+    grown_growth = max(grown[half:]) - max(grown[:half])
+    # A socket closed while frozen leaves about 50 objects in cycles (measured):
+    # without the unfreeze cycle they pile up round after round (the test can fail).
+    assert grown_growth > SOCKETS * 20 * half
+    # The process grows a little for other reasons in both runs (with Redis, a few
+    # objects per socket of the channel layer's bookkeeping): the cycle must take
+    # away most of the growth, not every object.
+    assert bounded_growth < grown_growth / 3
