@@ -6,22 +6,11 @@ is computed: a run that contradicts it says so.
 """
 
 from bench.stats import ratio
-
-
-def _get(node, *path, default=None):
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return default
-        node = node[key]
-    return node
+from bench.values import fmt, get
 
 
 def _ms(value) -> str:
-    return "-" if value is None else f"{value:,.1f} ms" if value < 100 else f"{value:,.0f} ms"
-
-
-def _x(value) -> str:
-    return "-" if value is None else f"{value:.1f}x"
+    return fmt(value, " ms")
 
 
 def analysis_section(results: dict) -> str:
@@ -39,12 +28,12 @@ def _usable(r) -> bool:
 
 
 def _fanout(fan: dict, n: str) -> str:
-    r = _get(fan, "hub", n)
+    r = get(fan, "hub", n)
     if not _usable(r):
         return ""
     lat = r["all"]["latency_ms"]
     nodes = ", ".join(_ms(v) for v in r.get("node_fanout_mean_ms") or []) or "-"
-    request = _get(r, "cancel", "request_ms", "p50")
+    request = get(r, "cancel", "request_ms", "p50")
     return (
         f"**Fan-out, N = {int(n):,}**: p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])} over {r['all']['changes']} "
         f"changes moving {r['all']['affected_mean']:.0f} clients each on average; {r['all']['missing']} missing, "
@@ -62,7 +51,7 @@ def _slow_changes(r: dict) -> tuple[list[dict], float | None]:
 
 
 def _gc_hypothesis(fan: dict, n: str) -> str:
-    r = _get(fan, "hub", n)
+    r = get(fan, "hub", n)
     if not _usable(r):
         return ""
     slow, median = _slow_changes(r)
@@ -90,7 +79,7 @@ def _gc_hypothesis(fan: dict, n: str) -> str:
 def _per_frame(fan: dict) -> str:
     parts = []
     for n in ("1000", "5000"):
-        r = _get(fan, "hub", n)
+        r = get(fan, "hub", n)
         nodes = (r or {}).get("node_fanout_mean_ms") if _usable(r) else None
         if not nodes:
             continue
@@ -111,15 +100,15 @@ def _per_frame(fan: dict) -> str:
 
 
 def _speedup(fan: dict) -> str:
-    hub = _get(fan, "hub", "1000", "all", "latency_ms", "p50")
-    naive = _get(fan, "naive_cap100k", "1000", "all", "latency_ms", "p50")
+    hub = get(fan, "hub", "1000", "all", "latency_ms", "p50")
+    naive = get(fan, "naive_cap100k", "1000", "all", "latency_ms", "p50")
     if hub is None or naive is None:
         return ""
-    request = _get(fan, "hub", "1000", "cancel", "request_ms", "p50")
+    request = get(fan, "hub", "1000", "cancel", "request_ms", "p50")
     needed = naive / 20
     return (
         f"**Speed-up over the naive design at N = 1,000**: naive p50 {_ms(naive)} ÷ hub p50 {_ms(hub)} = "
-        f"{_x(ratio(naive, hub))}. 20x needs the hub at or under {_ms(needed)} in this run; the cancel's own "
+        f"{fmt(ratio(naive, hub), 'x')}. 20x needs the hub at or under {_ms(needed)} in this run; the cancel's own "
         f"request (p50 {_ms(request)}) is part of both."
     )
 
@@ -127,8 +116,8 @@ def _speedup(fan: dict) -> str:
 def _relay(fan: dict) -> str:
     out = []
     for n in ("1000", "5000"):
-        hub, relay = _get(fan, "hub", n, "all", "latency_ms"), _get(fan, "rabbitmq", n, "all", "latency_ms")
-        reached = _get(fan, "rabbitmq", n, "n")
+        hub, relay = get(fan, "hub", n, "all", "latency_ms"), get(fan, "rabbitmq", n, "all", "latency_ms")
+        reached = get(fan, "rabbitmq", n, "n")
         if not hub or not relay:
             continue
         if reached != int(n):  # capped below N (an older run): not the same N, no verdict
@@ -145,14 +134,14 @@ def _relay(fan: dict) -> str:
 
 
 def _heartbeat(hb: dict) -> str:
-    rest = _get(hb, "fastpath", "rest_node")
-    if not rest or not _get(rest, "load", "latency_ms"):
+    rest = get(hb, "fastpath", "rest_node")
+    if not rest or not get(rest, "load", "latency_ms"):
         return ""
     lat = rest["load"]["latency_ms"]
-    sockets = _get(hb, "fastpath", "main", "load", "latency_ms", "p99")
-    waits = _get(rest, "sched") or {}
-    waited = _get(waits, "REST node", "runqueue_wait_ms")
-    cpu = _get(waits, "REST node", "cpu_ms")
+    sockets = get(hb, "fastpath", "main", "load", "latency_ms", "p99")
+    waits = get(rest, "sched") or {}
+    waited = get(waits, "REST node", "runqueue_wait_ms")
+    cpu = get(waits, "REST node", "cpu_ms")
     verdict = "met" if lat["p99"] < 50 else "**missed**"
     text = (
         f"**Heartbeat at {rest['load'].get('target_rate', rest.get('rate'))}/s during fan-out**: the REST node "
@@ -169,7 +158,7 @@ def _heartbeat(hb: dict) -> str:
 
 
 def _naive_losses(fan: dict) -> str:
-    lost = {n: _get(fan, "naive_cap100", n, "all", "missing") for n in ("1000", "5000")}
+    lost = {n: get(fan, "naive_cap100", n, "all", "missing") for n in ("1000", "5000")}
     lost = {n: v for n, v in lost.items() if v is not None}
     if not lost:
         return ""

@@ -2,6 +2,7 @@
 
 from bench.analysis import analysis_section
 from bench.stats import percentile, ratio
+from bench.values import fmt, get
 
 DESIGNS = (
     ("hub", "HearO hub (1 broadcast per change)"),
@@ -11,26 +12,10 @@ DESIGNS = (
 )
 
 
-def fmt(value, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        value = f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
-    return f"{value}{unit}"
-
-
 def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
-
-
-def get(node: dict, *path, default=None):
-    for part in path:
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def error_of(node) -> str | None:

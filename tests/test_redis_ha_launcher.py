@@ -4,22 +4,18 @@ The app's failover tests stand on this launcher, so it is proven on its own
 first. No database: only Redis processes of its own, on free ports.
 """
 
-import os
-
 import pytest
 import redis
 
 from bench.redis_ha import redis_ha, redis_ha_available
+from tests.conftest import need
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def ha(tmp_path):
-    if not redis_ha_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server and redis-sentinel are required in CI")
-        pytest.skip("redis-sentinel is not installed (apt-get install redis-sentinel)")
+    need(redis_ha_available(), "redis-sentinel (apt-get install redis-sentinel)")  # skipped locally only, never in CI
     with redis_ha(tmp_path) as running:
         yield running
 

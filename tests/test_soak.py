@@ -180,7 +180,7 @@ def sentinel_env(ha: RedisHa) -> dict:
 @pytest.fixture
 def cluster(tmp_path, postgres):
     """Redis behind sentinels, two Daphne nodes and two Celery workers (solo pool) on the test database."""
-    need(redis_ha_available() or os.environ.get("CI") == "true", "redis-sentinel (apt-get install redis-sentinel)")
+    need(redis_ha_available(), "redis-sentinel (apt-get install redis-sentinel)")
     with contextlib.ExitStack() as stack:
         ha = stack.enter_context(redis_ha(tmp_path))
         env = {**SERVER_ENV, **sentinel_env(ha)}
