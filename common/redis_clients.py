@@ -16,6 +16,7 @@ the old primary fail (``hearo_redis_failover_recovery_seconds``); /readyz
 compares the address with what the sentinels say now.
 """
 
+import functools
 import logging
 import threading
 import time
@@ -125,8 +126,14 @@ def _sentinel_kwargs() -> dict:
 
 
 def sentinel_manager() -> redis.sentinel.Sentinel:
-    """Return a synchronous client of the sentinels themselves."""
-    return redis.sentinel.Sentinel(list(settings.REDIS_SENTINELS), sentinel_kwargs=_sentinel_kwargs())
+    """Return this process's synchronous client of the sentinels themselves (one per sentinel list)."""
+    return _sentinel_manager(tuple(settings.REDIS_SENTINELS))
+
+
+@functools.cache
+def _sentinel_manager(sentinels: tuple) -> redis.sentinel.Sentinel:
+    # One per process: /readyz asks on every probe, and each Sentinel holds a pool per sentinel.
+    return redis.sentinel.Sentinel(list(sentinels), sentinel_kwargs=_sentinel_kwargs())
 
 
 def sync_pool(**options) -> redis.ConnectionPool:
