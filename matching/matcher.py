@@ -17,7 +17,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from common import events, metrics, publish
-from common.db import claim
+from common.db import claim, update_in_id_order
 from common.logs import event_on_commit
 from matching import pairing
 from matching.counselors import ON_LEASE, counselor_status_change
@@ -169,7 +169,7 @@ def _counselor_ghosts_sweep(*, now: datetime, result: MatchPassResult) -> list[R
     candidates = list(claim(Counselor.objects.filter(stale, status__in=ON_LEASE)))
     alive = leases.lease_alive("counselor", [c.id for c in candidates])
     if alive:
-        Counselor.objects.filter(id__in=alive).update(lease_expires_at=leases.lease_db_copy(now))
+        update_in_id_order(Counselor.objects.filter(id__in=alive), lease_expires_at=leases.lease_db_copy(now))
     requeued = []
     for counselor in (c for c in candidates if c.id not in alive):
         requeued += _counselor_ghost_drop(counselor=counselor)
@@ -183,7 +183,8 @@ def _counselor_leases_refresh(now: datetime) -> list[Requeued]:
     Dashboards re-lease on their next beat, well within one lease; the pass
     after that sweeps as usual.
     """
-    renewed = Counselor.objects.filter(status__in=ON_LEASE).update(lease_expires_at=leases.lease_db_copy(now))
+    on_shift = Counselor.objects.filter(status__in=ON_LEASE)
+    renewed = update_in_id_order(on_shift, lease_expires_at=leases.lease_db_copy(now))
     if renewed:  # a fresh start has an empty cache too: only news if someone was on shift
         log.warning(
             "lease cache is on a Redis that restarted or took over; nobody sent offline, %d on-shift leases renewed",

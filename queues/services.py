@@ -16,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from common import events, publish
+from common.db import update_in_id_order
 from common.errors import Conflict, DomainError
 from common.logs import event_on_commit
 from queues import leases, signals
@@ -387,7 +388,8 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
     now = now or timezone.now()
     candidates = Registration.objects.select_related("customer").filter(status=S.WAITING, lease_expires_at__lt=now)
     if not leases.leases_intact():
-        renewed = Registration.objects.filter(status=S.WAITING).update(lease_expires_at=leases.lease_db_copy(now))
+        waiting = Registration.objects.filter(status=S.WAITING)
+        renewed = update_in_id_order(waiting, lease_expires_at=leases.lease_db_copy(now))
         leases.leases_mark_intact()
         # A fresh start has an empty cache too; it is only news if someone was waiting.
         if renewed:
@@ -399,7 +401,7 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
     candidates = list(candidates)
     alive = leases.lease_alive("registration", [r.id for r in candidates])
     if alive:
-        Registration.objects.filter(id__in=alive).update(lease_expires_at=leases.lease_db_copy(now))
+        update_in_id_order(Registration.objects.filter(id__in=alive), lease_expires_at=leases.lease_db_copy(now))
     expired = []
     for registration in candidates:
         if registration.id in alive:
