@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from common import events, metrics, redis_clients
 from matching.selectors import WaitBoard, wait_board, wait_stats_forget
@@ -41,6 +42,10 @@ SLICE_SECONDS = 0.002
 HEALTH_CHECK_SECONDS = 15
 # The pause before subscribing again after losing Redis (a failover takes seconds).
 RESUBSCRIBE_SECONDS = 0.5
+# How often a connection whose re-sync met a Redis still settling after a failover is tried again.
+RESYNC_ATTEMPTS = 20
+# What a re-sync meets while the channel layer's pool still holds connections to the lost server.
+SETTLING = (RedisError, OSError, asyncio.TimeoutError)
 # Broadcasts that change who serves a line, not its order: the estimates move.
 STAFFING_REASONS = frozenset({"staffing", "queue_configured"})
 
@@ -105,6 +110,7 @@ class RankHub:
         self.subscribed_to: tuple[str, int] | None = None
         # Set when the subscription came back after a loss: the next refresh re-syncs every connection.
         self._resync = False
+        self._resync_retry: asyncio.Task | None = None
 
     async def start(self) -> None:
         if settings.HEARO_QUEUE_BROADCAST:
@@ -117,6 +123,8 @@ class RankHub:
             self._tasks.append(asyncio.create_task(coro))
 
     async def stop(self) -> None:
+        if self._resync_retry is not None:
+            self._tasks.append(self._resync_retry)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -278,17 +286,54 @@ class RankHub:
         watchers = [(w, reg_id not in waiting) for reg_id, group in self.customers.items() for w in group]
         watchers += [(w, True) for w in self.counselors]
         log.info("re-syncing %d connections after losing Redis", len(watchers), extra={"event": "hub.resync"})
+        if self._resync_retry is not None:
+            self._resync_retry.cancel()  # this pass covers every connection again
+            self._resync_retry = None
+        failed = await self._resync_each(watchers)
+        if failed:
+            self._resync_retry = asyncio.create_task(self._resync_again(failed))
+
+    async def _resync_each(self, watchers: list[tuple[Watcher, bool]]) -> list[tuple[Watcher, bool]]:
+        """Re-sync each connection; return those that met a Redis still settling (to try again)."""
+        failed = []
         slice_ends = time.monotonic() + SLICE_SECONDS
         for watcher, stale in watchers:
             if watcher.resync is None:
                 continue
             try:
                 await watcher.resync(stale)
+            except SETTLING:
+                failed.append((watcher, stale))
             except Exception:
                 log.exception("re-sync of a local connection failed")
             if time.monotonic() > slice_ends:
                 await asyncio.sleep(0)
                 slice_ends = time.monotonic() + SLICE_SECONDS
+        return failed
+
+    async def _resync_again(self, failed: list[tuple[Watcher, bool]]) -> None:
+        """Try the connections whose re-sync met Redis mid-failover again, until Redis answers them all.
+
+        The hub's own subscription is back, but the channel layer's pool may
+        still hand out connections to the lost primary for a moment.
+        """
+        for _ in range(RESYNC_ATTEMPTS):
+            log.warning(
+                "%d connections could not re-sync yet (Redis still settling); trying again",
+                len(failed),
+                extra={"event": "hub.resync_retry"},
+            )
+            await asyncio.sleep(RESUBSCRIBE_SECONDS)
+            failed = await self._resync_each(failed)
+            if not failed:
+                log.info("every connection re-synced", extra={"event": "hub.resync"})
+                return
+        log.error(
+            "%d connections could not re-sync after %d tries; they miss their own events until they reconnect",
+            len(failed),
+            RESYNC_ATTEMPTS,
+            extra={"event": "hub.resync_failed"},
+        )
 
     async def refresh_one(self, watcher: Watcher) -> None:
         """Send a newly watching counselor the queue summary now."""

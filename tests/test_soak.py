@@ -235,9 +235,12 @@ def log_records(text: str) -> list[list[str]]:
 
 
 def server_errors(procs) -> list[str]:
-    """Return the errors the servers logged: a failed matcher pass (a deadlock, say) is retried, but it is a bug."""
+    """Return the errors the servers logged, each with its exception's last line.
+
+    A failed matcher pass (a deadlock, say) is retried, but it is a bug.
+    """
     return [
-        f"{proc.log_path.name}: {record[0][:400]}"
+        f"{proc.log_path.name}: {record[0][:400]}" + (f"\n    ... {record[-1][:400]}" if len(record) > 1 else "")
         for proc in procs
         for record in log_records(proc.output())
         if (" ERROR " in record[0] or " CRITICAL " in record[0] or any(x.startswith("Traceback") for x in record))

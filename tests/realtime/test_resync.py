@@ -9,6 +9,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from common import publish
 from queues import services
 from queues.models import Registration
+from realtime import hub as hub_module
 from realtime.hub import RankHub, Watcher, get_hub
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -49,6 +50,36 @@ async def test_a_resync_asks_only_what_the_queue_read_cannot_vouch_for():
     assert asked == []  # an ordinary refresh re-syncs nobody
     await hub.refresh(resync=True)
     assert sorted(asked) == [("a", False), ("b", True), ("c", False), ("desk", True)]
+
+
+async def test_a_resync_that_meets_redis_still_settling_is_tried_again(monkeypatch):
+    monkeypatch.setattr(hub_module, "RESUBSCRIBE_SECONDS", 0.01)
+    hub = RankHub()  # not started: driven directly
+    calls = {"settling": 0, "broken": 0, "fine": 0}
+
+    def watcher(name: str, fails: int, error: Exception) -> Watcher:
+        left = {"fails": fails}
+
+        async def resync(stale: bool) -> None:
+            calls[name] += 1
+            if left["fails"]:
+                left["fails"] -= 1
+                raise error
+
+        async def push(body) -> None:
+            pass
+
+        return Watcher(push=push, customer_id=name, resync=resync)
+
+    # The channel layer's pool still holds a connection to the lost primary, twice.
+    hub.watch_queue(watcher("settling", 2, RedisConnectionError("Connection reset by peer")))
+    hub.watch_queue(watcher("broken", 5, ValueError("a bug, not Redis")))
+    hub.watch_queue(watcher("fine", 0, ValueError()))
+    await hub.refresh(resync=True)
+    assert hub._resync_retry is not None
+    await asyncio.wait_for(hub._resync_retry, timeout=5)
+    # Redis errors are retried until the connection re-syncs; anything else is logged once, not retried.
+    assert calls == {"settling": 3, "broken": 1, "fine": 1}
 
 
 async def test_a_message_lost_while_redis_was_away_reaches_the_socket_after_the_resync(stomp, sjoin, monkeypatch):
