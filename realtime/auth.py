@@ -1,7 +1,12 @@
 """Who is on the other end of a connection (sync: called via database_sync_to_async)."""
 
 from dataclasses import dataclass
+from importlib import import_module
+from types import SimpleNamespace
 
+from django.conf import settings
+from django.contrib import auth as django_auth
+from django.http.cookie import parse_cookie
 from rest_framework.authtoken.models import Token
 
 from common.errors import DomainError, Unauthorized
@@ -15,10 +20,30 @@ class Credentials:
     authorization: str | None = None  # "Bearer <customer token>" or "Token <counselor key>"
     login: str | None = None  # STOMP's login/passcode: HearO ignores them (see realtime.conformance)
     passcode: str | None = None
-    # The session user Channels' AuthMiddleware found, if any. Only a socket
-    # that carried an allowed Origin has one (realtime.routing.CookiesNeedOrigin):
+    # The socket's Django session, not yet read (``socket_session``). Only a
+    # socket that carried an allowed Origin has one (realtime.routing.CookiesNeedOrigin):
     # header credentials above need no Origin, a cookie does.
-    user: object = None
+    session: object = None
+
+
+# Set in a socket's scope when its Origin lets its session cookie count.
+COOKIE_AUTH = "hearo.cookie_auth"
+
+
+def socket_session(scope: dict):
+    """Return the session the socket's cookie names (unread: no query until it is asked), or None.
+
+    Channels' AuthMiddlewareStack would build a session and a lazy user for
+    every socket, a few KiB each held for the socket's life; customers
+    authenticate with a header, so the cookie is looked at only here.
+    """
+    if not scope.get(COOKIE_AUTH):
+        return None
+    header = b"; ".join(value for name, value in scope.get("headers", ()) if name == b"cookie")
+    key = parse_cookie(header.decode("latin1")).get(settings.SESSION_COOKIE_NAME) if header else None
+    if not key:
+        return None
+    return import_module(settings.SESSION_ENGINE).SessionStore(key)
 
 
 def authenticate(credentials: Credentials) -> Principal:
@@ -28,9 +53,11 @@ def authenticate(credentials: Credentials) -> Principal:
         return customer_principal(value.strip())
     if scheme.lower() == "token" and value.strip():
         return counselor_principal(token_user(value.strip()))
-    user = credentials.user
-    if user is not None and getattr(user, "is_authenticated", False):
-        return counselor_principal(user)
+    if credentials.session is not None:
+        # Django's own reading of a login session (the password-change hash included).
+        user = django_auth.get_user(SimpleNamespace(session=credentials.session))
+        if user.is_authenticated:
+            return counselor_principal(user)
     raise Unauthorized("authentication required: Authorization: Bearer <token> or a counselor login")
 
 

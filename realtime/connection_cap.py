@@ -19,9 +19,10 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cache as once
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from redis.exceptions import RedisError
 
 from common import redis_clients
@@ -128,8 +129,18 @@ def _key(customer_id: str) -> str:
     return _owner_key(f"customer:{customer_id}")
 
 
+@once
+def _key_maker():
+    """A cache backend of our own, for key names only: it never connects.
+
+    ``django.core.cache.cache`` is a fresh backend object in every asyncio
+    task's context, so reaching it from each socket's task left one per socket.
+    """
+    return caches.create_connection("default")
+
+
 def _owner_key(owner: str) -> str:
-    return cache.make_and_validate_key(f"connections:{owner}")
+    return _key_maker().make_and_validate_key(f"connections:{owner}")
 
 
 async def slot_acquire(customer_id: str) -> Slot | None:

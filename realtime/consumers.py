@@ -64,6 +64,10 @@ class PushConsumer(AsyncConsumer):
             await await_many_dispatch([receive, self.channel_receive], self.dispatch)
         except StopConsumer:
             pass
+        finally:
+            forget = getattr(self.channel_layer, "forget", None)  # realtime.layers: what was kept for it
+            if forget is not None:
+                forget(self.channel_name)
 
     async def _layer_receive(self):
         pause = 0.1

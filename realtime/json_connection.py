@@ -11,7 +11,7 @@ then the socket closes.
 import json
 
 from common import events
-from realtime.auth import Credentials
+from realtime.auth import Credentials, socket_session
 from realtime.connection import ClientError, PushConnection
 from realtime.destinations import Topic, parse
 
@@ -60,7 +60,8 @@ class JsonConnection(PushConnection):
             authorization = f"Bearer {token}"
         if not isinstance(authorization, str):
             authorization = None
-        principal = await self.authenticate(Credentials(authorization=authorization, user=self.scope.get("user")))
+        credentials = Credentials(authorization=authorization, session=socket_session(self.scope))
+        principal = await self.authenticate(credentials)
         if principal.own_destination is None:
             raise ClientError("no topic", "this principal has no topic on the raw tier")
         await self.attach(parse(principal.own_destination))

@@ -2,12 +2,12 @@
 
 from urllib.parse import urlparse
 
-from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.urls import path, re_path
 
+from realtime.auth import COOKIE_AUTH
 from realtime.consumers import RawJsonConsumer, StompConsumer
 from realtime.sockjs.http import SockJSApp, allowed_origin
 from realtime.sockjs.services import build_services
@@ -60,7 +60,7 @@ class CookiesNeedOrigin:
     The check exists to stop a foreign page riding a counselor's login
     (cross-site WebSocket hijacking). Browsers always send Origin, so:
 
-    - an allowed Origin: the cookie is read (Channels' session auth);
+    - an allowed Origin: the cookie counts (read at CONNECT, Django's session auth);
     - a foreign one: refused at the handshake, as before;
     - none: not a browser. The socket is accepted but the cookie is never
       read; the client must authenticate with a header in CONNECT
@@ -68,16 +68,16 @@ class CookiesNeedOrigin:
     """
 
     def __init__(self, routes: list, origin_allowed) -> None:
-        self.with_cookies = AuthMiddlewareStack(URLRouter(routes))
-        self.without_cookies = URLRouter(routes)  # no scope["user"]: nothing read from a cookie
+        self.router = URLRouter(routes)
         self.origin_allowed = origin_allowed
 
     async def __call__(self, scope, receive, send):
         origin = dict(scope.get("headers", [])).get(b"origin")
         if origin is None:
-            return await self.without_cookies(scope, receive, send)
+            return await self.router(scope, receive, send)  # nothing will be read from a cookie
         if self.origin_allowed(origin.decode("latin1")):
-            return await self.with_cookies(scope, receive, send)
+            # The cookie counts, read at CONNECT only if no header authenticates (realtime.auth.socket_session).
+            return await self.router({**scope, COOKIE_AUTH: True}, receive, send)
         return await WebsocketDenier()(scope, receive, send)
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from common import events, metrics
 from matching.selectors import registration_by_id_state
 from realtime import destinations
-from realtime.auth import Credentials
+from realtime.auth import Credentials, socket_session
 from realtime.connection import ClientError, PushConnection
 from realtime.destinations import Refused, Topic
 from realtime.session import (
@@ -82,9 +82,11 @@ class StompConnection(PushConnection):
         await handler(event)
 
     async def on_connect(self, event: ConnectRequested) -> None:
-        user = self.scope.get("user")
         credentials = Credentials(
-            authorization=event.authorization, login=event.login, passcode=event.passcode, user=user
+            authorization=event.authorization,
+            login=event.login,
+            passcode=event.passcode,
+            session=socket_session(self.scope),
         )
         await self.authenticate(credentials)
         await self.send(self.session.accept_connect(event, extra_headers={"user-name": self.principal.ident}))

@@ -8,6 +8,8 @@ from django.test import Client
 
 from hearo.asgi import application
 from matching import counselors
+from matching.models import Counselor
+from realtime import auth
 from realtime.stomp import Parser
 from tests.realtime.conftest import ORIGIN, StompClient
 
@@ -67,6 +69,34 @@ async def test_a_session_cookie_from_an_allowed_origin_still_authenticates(couns
     cookie, counselor_id = await counselor_cookie()
     connected = await Socket(headers=[ORIGIN, cookie]).connect()
     assert (connected.command, connected.get("user-name")) == ("CONNECTED", counselor_id)
+
+
+async def test_a_session_cut_off_by_a_password_change_no_longer_authenticates_a_socket(counselor_cookie):
+    cookie, counselor_id = await counselor_cookie()
+
+    def password_change():
+        user = Counselor.objects.get(counselor_id=counselor_id).user
+        user.set_password("a-new-passphrase-9")
+        user.save()
+
+    await database_sync_to_async(password_change)()
+    error = await Socket(headers=[ORIGIN, cookie]).connect()
+    assert (error.command, error.get("message")) == ("ERROR", "authentication failed")
+
+
+async def test_the_cookie_is_read_only_when_no_header_authenticates(sjoin, counselor_cookie, monkeypatch):
+    """A customer's page sends the cookie too; its bearer CONNECT does not load the session."""
+    joined = await sjoin()
+    cookie, counselor_id = await counselor_cookie()
+    reads = []
+    read = auth.django_auth.get_user
+    monkeypatch.setattr(auth.django_auth, "get_user", lambda request: reads.append(request) or read(request))
+
+    connected = await Socket(headers=[ORIGIN, cookie]).connect(Authorization=f"Bearer {joined.token}")
+    assert connected.get("user-name") == joined.registration.customer.customer_id
+    assert reads == []
+    connected = await Socket(headers=[ORIGIN, cookie]).connect()
+    assert (connected.get("user-name"), len(reads)) == (counselor_id, 1)
 
 
 # Guards, not news: the rule keeps these as they were.
