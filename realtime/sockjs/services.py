@@ -80,6 +80,9 @@ class StompHandler(Handler):
 
     async def closed(self, session: Session) -> None:
         self.pump.cancel()
+        forget = getattr(self.layer, "forget", None)  # realtime.layers: what was kept for the channel
+        if forget is not None:
+            forget(self.channel)
         await self.connection.release()
 
 
