@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from common import redis_clients
 from realtime.connection import PushConnection
 from realtime.json_connection import JsonConnection
+from realtime.layers import channel_forget
 from realtime.stomp_connection import StompConnection
 
 STOMP_SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
@@ -65,9 +66,7 @@ class PushConsumer(AsyncConsumer):
         except StopConsumer:
             pass
         finally:
-            forget = getattr(self.channel_layer, "forget", None)  # realtime.layers: what was kept for it
-            if forget is not None:
-                forget(self.channel_name)
+            channel_forget(self.channel_layer, self.channel_name)
 
     async def _layer_receive(self):
         pause = 0.1

@@ -40,7 +40,7 @@ GONE_REMEMBERED = 10_000
 
 
 class _LocalChannels:
-    """One event loop's process-local channels: who waits, and what arrived before they asked."""
+    """One event loop's process-local channels: which are live, who waits now, and the reader."""
 
     __slots__ = ("live", "reader", "waiting")
 
@@ -48,6 +48,13 @@ class _LocalChannels:
         self.live: set[str] = set()  # received on, not yet forgotten
         self.waiting: dict[str, asyncio.Future] = {}
         self.reader: asyncio.Task | None = None
+
+
+def channel_forget(layer, channel: str) -> None:
+    """Tell a layer that keeps messages per channel (this module's) that the channel's consumer has ended."""
+    forget = getattr(layer, "forget", None)  # the in-memory layer keeps nothing of ours
+    if forget is not None:
+        forget(channel)
 
 
 class WaitingRedisChannelLayer(RedisChannelLayer):

@@ -17,6 +17,7 @@ from functools import partial
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from realtime.layers import channel_forget
 from realtime.sockjs.session import Handler, Registry, Session
 from realtime.stomp_connection import StompConnection
 
@@ -80,9 +81,7 @@ class StompHandler(Handler):
 
     async def closed(self, session: Session) -> None:
         self.pump.cancel()
-        forget = getattr(self.layer, "forget", None)  # realtime.layers: what was kept for the channel
-        if forget is not None:
-            forget(self.channel)
+        channel_forget(self.layer, self.channel)
         await self.connection.release()
 
 
