@@ -197,7 +197,8 @@ def test_an_idle_keep_alive_connection_outlives_uvicorns_default_5_s(port):
         connection.close()
 
 
-def test_the_node_is_live_and_ready_once_a_matcher_has_run(port):
+def test_the_node_is_live_and_ready_once_a_matcher_has_run(port, redis_url):
+    # The stamp goes through the cache this process shares with the node: Redis (local memory is per process).
     assert call(port, "GET", "/healthz")[0] == 200
     cache.set(MATCHER_STAMP_KEY, time.time())  # as a matcher pass does (this node runs none)
     status, ready = call(port, "GET", "/readyz")
