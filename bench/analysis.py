@@ -148,11 +148,21 @@ def _heartbeat(hb: dict) -> str:
         f"answered p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])} ({verdict} against 50 ms); sent to the socket "
         f"nodes instead, p99 {_ms(sockets)}."
     )
+    seconds = [v for v in rest["load"].get("p99_ms_by_second") or [] if v is not None]
+    if len(seconds) >= 3:
+        worst = max(seconds)
+        typical = sorted(seconds)[len(seconds) // 2]
+        stalled = worst > 3 * typical
+        text += (
+            f" Hypothesis: the tail is a stall in a few seconds of the run (a pause), not a spread over all of it. "
+            f"This run: the p99 of each second ranged up to {_ms(worst)} (second {seconds.index(worst) + 1} of "
+            f"{len(seconds)}) against a median second's {_ms(typical)}"
+            + (" — a stall." if stalled else " — no second stands out: a spread.")
+        )
     if waited is not None and cpu is not None:
         text += (
-            f" Hypothesis: the REST node's tail is time spent waiting for a CPU, not work. This run: it was runnable "
-            f"but waiting for a CPU for {_ms(waited)}, against {_ms(cpu)} on one (kernel schedstat)"
-            + (" — the wait is the larger share." if waited > cpu else " — the work is the larger share.")
+            f" The REST node was runnable but waiting for a CPU for {_ms(waited)} of the run, on one for "
+            f"{_ms(cpu)} (kernel schedstat)."
         )
     return text
 

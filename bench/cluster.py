@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,26 @@ def wait_for_port(port: int, proc: "Proc", timeout: float = 60.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"{proc.name}: nothing listening on {port} after {timeout}s")
+
+
+def wait_healthy(port: int, proc: "Proc", timeout: float = 60.0) -> None:
+    """Wait until a node answers ``/healthz``, as docker-compose.yml's proxy waits for every node's health check.
+
+    Its first request is where a node freezes the heap it loaded (realtime/gc_policy.py): in
+    production the health check pays that pause, not the first customer.
+    """
+    wait_for_port(port, proc, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.name} never answered /healthz:\n{proc.tail()}")
+        time.sleep(0.1)
 
 
 class Proc:
@@ -216,7 +237,7 @@ def cluster(
         others = [_celery(f"{name}-{kind}", env, logdir) for kind in ("worker", "beat")] if celery else []
         started += others
         for port, proc in zip(ports, started, strict=False):
-            wait_for_port(port, proc)
+            wait_healthy(port, proc)
         for proc in others[:1]:
             _wait_ready(proc)
         yield Cluster(

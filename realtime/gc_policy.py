@@ -9,8 +9,13 @@ collected, so the sockets that close after their objects were frozen leave
 their cycles behind. This module decides when to pay which price, from two
 cheap numbers: the node's open connections and a clock.
 
+- boot: on the first request or connection, before serving it, collect and
+  freeze what loading the app made (the modules, Django, the URLconf). Until
+  then every full collection walked all of it (~0.1 s a time on a REST node,
+  two in its first 10 s of heartbeats: measured, bench/RESULTS.md); the first
+  request (in production the proxy's health check) takes that pause once.
 - start-up: once the server has served its first requests and settled, collect
-  and freeze (the modules, Django, the URLconf).
+  and freeze again (what the first requests made: lazily built caches).
 - storm: whenever open connections grew by ``storm`` since the last freeze
   (or by ``tail`` and the count settled), collect and freeze the newcomers (a
   collection that walks only them).
@@ -142,13 +147,23 @@ def step(policy: Policy, *, now: float, open_now: int) -> str | None:
     started = time.perf_counter()
     frozen = refreeze(unfreeze=unfreeze)
     policy.record(reason, now=now, open_now=open_now)
+    _freeze_report(reason, unfreeze=unfreeze, frozen=frozen, open_now=open_now, started=started)
+    return reason
+
+
+def boot_freeze() -> None:
+    """Collect and freeze what loading the app made (the policy's first freeze, before any traffic)."""
+    started = time.perf_counter()
+    _freeze_report("boot", unfreeze=False, frozen=refreeze(unfreeze=False), open_now=0, started=started)
+
+
+def _freeze_report(reason: str, *, unfreeze: bool, frozen: int, open_now: int, started: float) -> None:
     metrics.gc_frozen_objects.set(frozen)
     metrics.gc_freezes.labels(reason=reason).inc()
     if unfreeze:
         metrics.gc_unfreezes.inc()
     fields = {"event": "gc.freeze", "reason": reason, "frozen": frozen, "connections": open_now}
     log.info("froze the long-lived heap in %.3f s", time.perf_counter() - started, extra=fields)
-    return reason
 
 
 async def run_forever(
@@ -183,6 +198,7 @@ def ensure_started() -> None:
     if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
         return  # every request after the first
     if _runner.policy is None:
+        boot_freeze()
         _runner.policy = Policy(Limits(), now=time.monotonic())
     loop = asyncio.get_running_loop()
     # A fresh context: the task must not inherit the first request's (asgiref's executor ends with it).

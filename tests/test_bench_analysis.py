@@ -38,3 +38,21 @@ def test_the_relay_comparison_says_who_is_ahead_from_the_numbers():
     assert "relay 50.0 ms / 900 ms" in text and "**not ahead on both**" in text
     relay["5000"]["n"] = 800  # capped below N: no verdict
     assert "reached only 800 clients, not comparable" in analysis_section(run([0.1] * 20, [0, 0], rabbitmq=relay))
+
+
+def heartbeat_run(by_second: list[float]) -> dict:
+    load = {"target_rate": 500, "latency_ms": {"p50": 2.0, "p99": max(by_second)}, "p99_ms_by_second": by_second}
+    rest = {"load": load, "sched": {"REST node": {"runqueue_wait_ms": 400.0, "cpu_ms": 2000.0}}}
+    sockets = {"load": {"latency_ms": {"p99": 9.0}}}
+    return run([0.1] * 20, [0, 0]) | {"heartbeat": {"fastpath": {"rest_node": rest, "main": sockets}}}
+
+
+def test_a_heartbeat_tail_in_one_second_of_the_run_reads_as_a_stall():
+    text = analysis_section(heartbeat_run([5.0, 6.0, 180.0, 5.5, 7.0]))
+    assert "ranged up to 180 ms (second 3 of 5) against a median second's 6.0 ms — a stall." in text
+    assert "p99 180 ms (**missed** against 50 ms)" in text
+
+
+def test_an_even_heartbeat_tail_reads_as_a_spread_and_a_met_target():
+    text = analysis_section(heartbeat_run([8.0, 9.0, 10.0, 9.5]))
+    assert "no second stands out: a spread." in text and "(met against 50 ms)" in text

@@ -38,3 +38,13 @@ def test_join_heartbeat_rank_cancel_through_a_real_daphne(tmp_path):
         assert status == 409 and error["error"] == "not_active"
         status, error = call(port, "POST", "/api/queue/join", body={"displayName": 5})
         assert status == 400 and error["error"] == "invalid"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_daphne_freezes_its_loaded_heap_before_serving_its_first_request(tmp_path):
+    with daphne(tmp_path) as (port, _):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("hearo_gc_"))
+    assert float(samples['hearo_gc_freezes_total{reason="boot"}']) == 1
+    assert float(samples["hearo_gc_frozen_objects"]) > 10_000
