@@ -841,9 +841,11 @@ SUBSCRIBE to the customer's own `/topic/queue-rank/{id}`), split evenly over bot
 process. Customers are seeded with the ORM (one WAITING registration each, token cache and lease as a join leaves
 them). Two unmeasured warm-up cancels come first (a node's first request and first matcher trigger pay one-off
 costs in every design). Changes run one at a time: a **cancel** of a random customer (`POST /api/queue/cancel` on
-node A; t0 just before the request) or, every 5th change, a **matcher burst** (the first 5 customers marked MATCHED
-in one transaction that calls `queues.services.queue_changed`, published by the harness exactly as a node would; t0 just
-before the transaction). Latency = t0 → the last client whose rank changed *first holding its correct new rank*.
+the REST node, a third Daphne process that holds no sockets, where `docker-compose.yml`'s proxy sends `/api/`; every
+HearO cluster of the fan-out runs has one; t0 just before the request) or, every 5th change, a **matcher burst** (the
+first 5 customers marked MATCHED in one transaction that calls `queues.services.queue_changed`, published by the
+harness exactly as a node would; t0 just before the transaction). Latency = t0 → the last client whose rank changed
+*first holding its correct new rank*.
 *missing* = affected clients that never got there within the bound (10 s); *wrong (final)* = clients
 whose last rank differs from the truth after a quiet second at the end (the harness's order is also checked against
 the database). The naive design keeps the hub's 30 s safety refresh, which would mask drops given time; the bound
@@ -907,10 +909,10 @@ idle STOMP connections (connected and subscribed to their rank topic), 3 s to se
 
 NOTES = """## Method notes and noise
 
-* One machine for everything: 2 vCPUs run the Daphne nodes (two socket nodes, and a REST node in the hub phase),
-  the harness with all N clients, Redis, PostgreSQL, RabbitMQ and the load generator, so client-side processing is
-  inside every latency and the designs compete with their own load. It is shared and noisy (see the load averages
-  above); medians are the figures to quote, p99 over 25-30 changes is close to the max.
+* One machine for everything: 2 vCPUs run the Daphne nodes (two socket nodes, and a REST node in every HearO
+  fan-out cluster), the harness with all N clients, Redis, PostgreSQL, RabbitMQ and the load generator, so
+  client-side processing is inside every latency and the designs compete with their own load. It is shared and noisy
+  (see the load averages above); medians are the figures to quote, p99 over 25-30 changes is close to the max.
 * A private `redis-server` (free port, no persistence) is started for the run so that MONITOR and command counts
   see nothing but the system under test; PostgreSQL gets its own database `hearo_bench`, created and dropped.
 * The RabbitMQ phase starts a RabbitMQ node of its own (`bench/rabbitmq.py`: its own node name, ports, data, logs,

@@ -209,7 +209,7 @@ class Suite:
         for label, capacity in (("naive_cap100", CHANNELS_REDIS_DEFAULT), ("naive_cap100k", RAISED_CAPACITY)):
             harness_mode(fanout="naive", capacity=capacity)
             extra = {"HEARO_FANOUT": "naive", "HEARO_CHANNEL_CAPACITY": str(capacity)}
-            with cluster(label, self.ctx.env, self.ctx.logdir, **extra) as nodes:
+            with cluster(label, self.ctx.env, self.ctx.logdir, rest_nodes=1, **extra) as nodes:
                 for n in self.plan.sizes:
                     await self.fanout_step(("fanout", label, str(n)), nodes, n, self.plan.naive_changes[n], 10)
         harness_mode(fanout="hub", capacity=HUB_CAPACITY)

@@ -97,14 +97,19 @@ async def redis_per_change(room: Room, http: HttpConn, ctx, bound: float) -> dic
     return results
 
 
+def api_port(cluster) -> int:
+    """Where the changes' requests go: the REST node if the cluster has one (compose's proxy sends /api/ there)."""
+    return (cluster.rest_ports or cluster.ports)[0]
+
+
 @asynccontextmanager
 async def hearo_room(cluster, n: int):
-    """Seed n customers, connect every one to the cluster; yield (room, HTTP conn to node A, seats)."""
+    """Seed n customers, connect every one to the cluster; yield (room, HTTP conn for the changes, seats)."""
     await asyncio.to_thread(seed.queue_reset)
     seats = await asyncio.to_thread(seed.customers_seed, n)
     room, connect_s = await room_open_hearo(cluster.ports, seats)
     room.connect_s = connect_s
-    http = await HttpConn(cluster.ports[0]).open()
+    http = await HttpConn(api_port(cluster)).open()
     try:
         yield room, http, seats
     finally:

@@ -23,6 +23,7 @@ from bench.room import Room, room_close, room_open_hearo
 from bench.scenarios.fanout import (
     GAP_SECONDS,
     WARMUP_CHANGES,
+    api_port,
     changes_summary,
     node_fanout_mean_ms,
     node_full_collections,
@@ -124,7 +125,7 @@ async def changes_run(lines: Lines, http: HttpConn, plan: dict, rng: random.Rand
 
 @asynccontextmanager
 async def lines_room(cluster, n: int):
-    """Seed n customers over the six lines, connect every one; yield (lines, HTTP conn to node A)."""
+    """Seed n customers over the six lines, connect every one; yield (lines, HTTP conn for the changes)."""
     await asyncio.to_thread(seed.queue_reset)
     seats = await asyncio.to_thread(seed.lines_seed, n)
     rooms, connect_s = {}, 0.0
@@ -133,7 +134,7 @@ async def lines_room(cluster, n: int):
             rooms[line], took = await room_open_hearo(cluster.ports, line_seats)
             connect_s += took
         lines = Lines(rooms, connect_s)
-        http = await HttpConn(cluster.ports[0]).open()
+        http = await HttpConn(api_port(cluster)).open()
         try:
             yield lines, http
         finally:
