@@ -131,34 +131,21 @@ def test_step_freezes_and_counts_it():
 
 
 @pytest.mark.asyncio
-async def test_the_server_starts_one_policy_task_per_process(settings, monkeypatch):
-    monkeypatch.setattr(gc_policy, "_runner", gc_policy._Runner())
-    settings.HEARO_GC_FREEZE = True
-    try:
-        gc_policy.ensure_started()
-        task = gc_policy._runner.task
-        gc_policy.ensure_started()  # every later request
-        assert gc_policy._runner.task is task and not task.done()
-        task.cancel()
-    finally:
-        gc.unfreeze()
-
-
-@pytest.mark.asyncio
-async def test_the_first_request_freezes_what_loading_the_app_made_once(settings, monkeypatch):
+async def test_the_first_request_freezes_the_loaded_heap_and_starts_one_policy_task_per_process(settings, monkeypatch):
     monkeypatch.setattr(gc_policy, "_runner", gc_policy._Runner())
     settings.HEARO_GC_FREEZE = True
     boots = REGISTRY.get_sample_value("hearo_gc_freezes_total", {"reason": "boot"}) or 0
     try:
         assert gc.get_freeze_count() == 0
         gc_policy.ensure_started()
-        frozen = gc.get_freeze_count()
+        task, frozen = gc_policy._runner.task, gc.get_freeze_count()
         assert frozen > 10_000  # Django, the URLconf, every module: not a handful
         assert REGISTRY.get_sample_value("hearo_gc_frozen_objects") == frozen
-        gc_policy.ensure_started()  # a later request: no second boot freeze
+        gc_policy.ensure_started()  # every later request: the same task, no second boot freeze
+        assert gc_policy._runner.task is task and not task.done()
         assert REGISTRY.get_sample_value("hearo_gc_freezes_total", {"reason": "boot"}) == boots + 1
         assert gc.get_freeze_count() == frozen
-        gc_policy._runner.task.cancel()
+        task.cancel()
     finally:
         gc.unfreeze()
 
