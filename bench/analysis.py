@@ -60,6 +60,7 @@ def _gc_hypothesis(fan: dict, n: str) -> str:
         return ""
     full = sum(g["count"] for g in gcs)
     paused = sum(g["total_ms"] for g in gcs)
+    cycles = sum(n for g in gcs for reason, n in (g.get("freezes") or {}).items() if reason in ("leak", "age"))
     listed = ", ".join(f"{c['latency'] * 1000:.0f} ms" for c in slow) or "none"
     if not slow:
         verdict = "nothing to explain: no change took over twice the median"
@@ -72,7 +73,9 @@ def _gc_hypothesis(fan: dict, n: str) -> str:
     return (
         f"**Hypothesis, N = {int(n):,}: the slowest changes wait out a full garbage collection on a node.** "
         f"Changes over twice the median ({median * 1000:.0f} ms): {listed}. Full collections on the nodes meanwhile "
-        f'(`hearo_gc_pause_seconds{{generation="2"}}`): {full}, {paused:.0f} ms in all. Verdict: {verdict}.'
+        f'(`hearo_gc_pause_seconds{{generation="2"}}`): {full}, {paused:.0f} ms in all'
+        + (f", {cycles} of them the freeze policy's unfreeze cycles (the whole heap)" if cycles else "")
+        + f". Verdict: {verdict}."
     )
 
 

@@ -28,8 +28,15 @@ def test_slow_changes_without_a_full_collection_refute_the_gc_reading():
 
 def test_slow_changes_with_as_many_full_collections_are_consistent_with_it():
     text = analysis_section(run([0.1] * 18 + [0.6, 0.7], collections=[1, 1]))
-    assert "Full collections on the nodes meanwhile" in text and ": 2, 1000 ms in all" in text
+    assert "Full collections on the nodes meanwhile" in text and ": 2, 1000 ms in all. Verdict" in text
     assert "Verdict: consistent" in text
+
+
+def test_the_reading_names_the_freeze_policys_unfreeze_cycles_among_the_collections():
+    results = run([0.1] * 18 + [0.6, 0.7], collections=[1, 1])
+    results["fanout"]["hub"]["5000"]["node_full_collections"][0]["freezes"] = {"leak": 1, "storm": 2}
+    text = analysis_section(results)
+    assert ": 2, 1000 ms in all, 1 of them the freeze policy's unfreeze cycles (the whole heap)." in text
 
 
 def test_the_relay_comparison_says_who_is_ahead_from_the_numbers():

@@ -142,11 +142,15 @@ async def fanout_measure(ctx, ports, room: Room, http: HttpConn, plan: dict, *, 
 FANOUT_SUM, FANOUT_COUNT = "hearo_fanout_seconds_sum", "hearo_fanout_seconds_count"
 GC_FULL = 'hearo_gc_pause_seconds_{}{{generation="2"}}'
 GC_FULL_UNDER = 'hearo_gc_pause_seconds_bucket{generation="2",le="0.1"}'
+# The freeze policy's acts (realtime/gc_policy.py): "leak" and "age" unfreeze and collect the whole heap.
+GC_FREEZE_REASONS = ("boot", "start-up", "storm", "leak", "age")
+GC_FREEZES = 'hearo_gc_freezes_total{{reason="{}"}}'
 
 
 async def node_scrape(ports: list[int]) -> list[dict[str, float]]:
     """Return each node's fan-out and full-collection (generation 2) figures from its /metrics."""
     wanted = {FANOUT_SUM, FANOUT_COUNT, GC_FULL.format("sum"), GC_FULL.format("count"), GC_FULL_UNDER}
+    wanted |= {GC_FREEZES.format(reason) for reason in GC_FREEZE_REASONS}
     return await metrics_scrape(ports, wanted)
 
 
@@ -175,7 +179,10 @@ def node_fanout_mean_ms(before: list[dict], after: list[dict]) -> list[float | N
 
 
 def node_full_collections(before: list[dict], after: list[dict]) -> list[dict]:
-    """Return each node's full garbage collections between two scrapes: how many, their total, how many > 100 ms."""
+    """Return each node's full garbage collections between two scrapes: how many, their total, how many > 100 ms.
+
+    ``freezes``: the freeze policy's acts in the window, by reason (its collections are among the full ones).
+    """
 
     def delta(b: dict, a: dict, key: str) -> float:
         return a.get(key, 0) - b.get(key, 0)
@@ -185,6 +192,9 @@ def node_full_collections(before: list[dict], after: list[dict]) -> list[dict]:
             "count": int(delta(b, a, GC_FULL.format("count"))),
             "total_ms": round(delta(b, a, GC_FULL.format("sum")) * 1000, 1),
             "over_100ms": int(delta(b, a, GC_FULL.format("count")) - delta(b, a, GC_FULL_UNDER)),
+            "freezes": {
+                reason: int(n) for reason in GC_FREEZE_REASONS if (n := delta(b, a, GC_FREEZES.format(reason)))
+            },
         }
         for b, a in zip(before, after, strict=True)
     ]

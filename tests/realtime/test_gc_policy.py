@@ -130,6 +130,32 @@ def test_step_freezes_and_counts_it():
         gc.unfreeze()
 
 
+def test_a_storm_freeze_walks_only_the_young_generations_and_counts_what_it_froze():
+    collected = []
+
+    def watch(phase, info):
+        if phase == "start":
+            collected.append(info["generation"])
+
+    policy = frozen_policy(open_now=0)
+    try:
+        gc.collect()
+        gc.freeze()
+        gc_policy._frozen.objects = gc.get_freeze_count()
+        newcomers = [{"socket": [i]} for i in range(5_000)]
+        policy.decide(now=200, open_now=600)
+        gc.callbacks.append(watch)
+        try:
+            assert gc_policy.step(policy, now=205, open_now=600) == "storm"
+        finally:
+            gc.callbacks.remove(watch)
+        assert collected and max(collected) <= 1  # no full collection: the oldest generation is not walked
+        assert REGISTRY.get_sample_value("hearo_gc_frozen_objects") == gc.get_freeze_count()
+        assert not any(o is newcomers for o in gc.get_objects())  # frozen with the rest
+    finally:
+        gc.unfreeze()
+
+
 @pytest.mark.asyncio
 async def test_the_first_request_freezes_the_loaded_heap_and_starts_one_policy_task_per_process(settings, monkeypatch):
     monkeypatch.setattr(gc_policy, "_runner", gc_policy._Runner())
