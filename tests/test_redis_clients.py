@@ -143,3 +143,21 @@ def test_after_a_failover_the_sweep_renews_instead_of_expiring_then_expires_as_u
     assert leases.leases_intact()  # marked with the new server: the next sweeps judge leases again
     later = timezone.now() + timedelta(seconds=3600)
     assert [r.id for r in services.registration_expire_ghosts(now=later)] == [registration.id]
+
+
+def test_every_cache_backend_of_a_process_shares_one_redis_pool(redis_url):
+    """Django builds a cache backend per thread and per asyncio context (each ASGI request): not a pool each."""
+    from django.core.cache import caches
+
+    def pool_of(backend):
+        backend.get("pool-probe")  # the client and its pool are made on first use
+        return backend._cache.get_client(write=True).connection_pool
+
+    first, second = caches.create_connection("default"), caches.create_connection("default")
+    assert first is not second
+    pool = pool_of(first)
+    assert pool_of(second) is pool
+    in_use = len(pool._available_connections) + len(pool._in_use_connections)
+    for _ in range(20):
+        pool_of(caches.create_connection("default"))
+    assert len(pool._available_connections) + len(pool._in_use_connections) == in_use  # no new connection each
