@@ -4,7 +4,7 @@ A queue change is ONE Redis PUBLISH on ``settings.HEARO_QUEUE_BROADCAST``,
 which every process's hub subscribes to (without Redis: one in-memory
 channel-layer message to ``events.QUEUE_GROUP``), so it costs one command
 whatever the number of customers or nodes. The hub of each process reads the
-queue order once (one query), computes every rank and pushes a frame only to
+queue order once (one query, on a session it keeps open), computes every rank and pushes a frame only to
 the connected customers whose rank changed.
 Changes that arrive while a refresh runs are coalesced into one more refresh,
 so a matcher pass that removes ten customers pushes each customer once.
@@ -18,12 +18,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from common import events, metrics, redis_clients
+from common.db import KeptConnection
 from matching.selectors import WaitBoard, wait_board, wait_stats_forget
 from queues.selectors import QueueOrder, queue_order
 
@@ -111,6 +111,8 @@ class RankHub:
         # Set when the subscription came back after a loss: the next refresh re-syncs every connection.
         self._resync = False
         self._resync_retry: asyncio.Task | None = None
+        # The hub's reads: one thread and one database session of its own.
+        self._db = KeptConnection("rank-hub-db")
 
     async def start(self) -> None:
         if settings.HEARO_QUEUE_BROADCAST:
@@ -130,6 +132,7 @@ class RankHub:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.channel:
             await self.layer.group_discard(events.QUEUE_GROUP, self.channel)
+        await self._db.close()
 
     # -- who is watching ----------------------------------------------------
 
@@ -273,7 +276,7 @@ class RankHub:
         if not self.customers and not self.counselors:
             return 0
         read = frozenset(queue_ids) if queue_ids is not None else None
-        snapshot, board = await database_sync_to_async(_read)(read, staffing)
+        snapshot, board = await self._db.run(_read, read, staffing)
         self.refreshes += 1
         pushes = await self._push_ranks(snapshot, board, urgent)
         pushes += await self._push_queue_stats(snapshot)
@@ -337,7 +340,7 @@ class RankHub:
 
     async def refresh_one(self, watcher: Watcher) -> None:
         """Send a newly watching counselor the queue summary now."""
-        snapshot, _ = await database_sync_to_async(_read)()
+        snapshot, _ = await self._db.run(_read)
         self._summaries_update(snapshot)
         body = queue_stats_body(self.summaries, snapshot.version)
         watcher.last_stats = tuple(sorted(self.summaries.items()))

@@ -1,10 +1,11 @@
-"""Shared writers' helpers: a bulk update takes its row locks in one order (no deadlock between two passes)."""
+"""Shared database helpers: bulk updates lock in one order; a steady reader keeps one session."""
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from common.db import update_in_id_order
+from common.db import KeptConnection, update_in_id_order
 from queues import services
 from queues.models import Registration
 
@@ -28,3 +29,36 @@ def test_nothing_to_update_is_one_query_and_zero():
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         assert update_in_id_order(Registration.objects.filter(status="WAITING"), left_reason="x") == 0
     assert len(queries.captured_queries) == 1
+
+
+def backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def waiting_count() -> int:
+    return Registration.objects.filter(status="WAITING").count()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_kept_reads_share_one_session_and_come_back_after_it_is_killed(postgres):
+    kept = KeptConnection("test-kept")
+    try:
+        pids = {await kept.run(backend_pid) for _ in range(5)}
+        assert len(pids) == 1  # one session for every read, not one each
+        [pid] = pids
+        await sync_to_async(services.registration_join)(display_name="a")
+        assert await kept.run(waiting_count) == 1  # autocommit: a read sees what others committed
+
+        def terminate():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+        await sync_to_async(terminate)()  # as a PostgreSQL restart would
+        assert await kept.run(waiting_count) == 1  # tried again on a new session
+        assert await kept.run(backend_pid) != pid
+    finally:
+        await kept.close()
+    assert kept._executor._shutdown
