@@ -62,6 +62,19 @@ def test_the_hub_read_and_the_rest_rank_agree_line_by_line():
     assert set(order.lines) == {("general", "ko"), ("general", "en"), ("youth", "ko"), ("youth", "en")}
 
 
+def test_the_hubs_one_statement_read_on_postgresql_is_the_orm_read(postgres):
+    line("youth", languages=["ko", "en"])
+    line("quiet")
+    visits = [joined(s, queue_id=q, language=lang) for s, q, lang in _mixed_joins()]
+    visits.append(joined(900, queue_id="youth", urgent=True))
+    services.registration_cancel(registration=visits[3])
+    for read in (None, frozenset({"youth"}), frozenset({"youth", "quiet", "general"}), frozenset({"quiet"})):
+        grouped, rows = selectors._queue_order_grouped(read), selectors._queue_order_rows(read)
+        assert grouped == rows
+        assert list(grouped.lines) == list(rows.lines)  # the same lines in the same order
+    assert sum(map(len, selectors.queue_order().lines.values())) == len(visits) - 1  # all but the cancelled
+
+
 def _mixed_joins() -> list[tuple[int, str | None, str | None]]:
     return [(s, ("youth" if s % 3 else None), ("en" if s % 2 else "ko")) for s in range(0, 600, 37)]
 
