@@ -34,7 +34,17 @@ from realtime.session_events import (
     TransactionCommitted,
     UnsubscribeRequested,
 )
-from realtime.stomp import HEARTBEAT, Frame, Heartbeat, LocalProtocolError, Parser, ProtocolError, StompError, serialize
+from realtime.stomp import (
+    HEARTBEAT,
+    Frame,
+    Heartbeat,
+    LocalProtocolError,
+    Parser,
+    ProtocolError,
+    StompError,
+    serialize,
+    serialize_head,
+)
 
 __all__ = [
     "AckReceived",
@@ -54,6 +64,8 @@ __all__ = [
 ]
 
 ACK_MODES = ("auto", "client", "client-individual")
+JSON = "application/json"
+JSON_BYTES = JSON.encode()
 _HEART_BEAT = re.compile(r"\s*(\d+)\s*,\s*(\d+)\s*")
 
 # Session states, in the only order they can occur.
@@ -155,6 +167,8 @@ class StompSession:
         self._error: ProtocolError | None = None
         self._claimed: dict[str, tuple[str, str]] = {}  # ids the client has used
         self._subscriptions: dict[str, tuple[str, str]] = {}  # ids we deliver to
+        # Subscription id -> the pre-encoded start of its plain MESSAGE frames (see ``message``).
+        self._heads: dict[str, bytes] = {}
         self._counter = itertools.count(1)
         self._last_inbound = self._last_outbound = clock()
         self.limits = limits or TransactionLimits()
@@ -408,6 +422,7 @@ class StompSession:
     def subscribe_accepted(self, event: SubscribeRequested) -> bytes:
         """Start delivering to `event`'s subscription; return its RECEIPT, if asked."""
         self._subscriptions[event.id] = (event.destination, event.ack)
+        self._heads.pop(event.id, None)
         return self.receipt_for(event.frame)
 
     def unsubscribe(self, event: UnsubscribeRequested) -> bytes:
@@ -416,6 +431,7 @@ class StompSession:
         Its unsettled ack ids are forgotten: an ACK for one settles nothing.
         """
         self._subscriptions.pop(event.id, None)
+        self._heads.pop(event.id, None)
         for ack_id in self._unacked.pop(event.id, {}):
             del self._ack_owner[ack_id]
         return self.receipt_for(event.frame)
@@ -432,7 +448,7 @@ class StompSession:
         subscription_id: str,
         body: bytes | str,
         *,
-        content_type: str | None = "application/json",
+        content_type: str | None = JSON,
         headers: Mapping[str, str] | None = None,
     ) -> bytes:
         """Return a MESSAGE for an accepted subscription, with a fresh message-id."""
@@ -440,6 +456,8 @@ class StompSession:
             destination, ack = self._subscriptions[subscription_id]
         except KeyError:
             raise LocalProtocolError("unknown subscription", repr(subscription_id)) from None
+        if ack == "auto" and content_type == JSON and not headers:
+            return self._plain_message(subscription_id, destination, body)
         message_id = f"{self.session_id}-{next(self._counter)}"
         required = {
             "subscription": subscription_id,
@@ -456,6 +474,27 @@ class StompSession:
         # Callers may add headers but never shadow the ones routing depends on.
         extra = {k: v for k, v in (headers or {}).items() if k not in required and k != "content-length"}
         return self._send(Frame.build("MESSAGE", {**required, **extra}, body))
+
+    def _plain_message(self, subscription_id: str, destination: str, body: bytes | str) -> bytes:
+        """Return the hub's everyday frame (auto ack, JSON, no extra headers) from a pre-encoded head.
+
+        The same bytes ``serialize`` would produce (a test holds them equal);
+        only the message-id's number, the length and the body differ per frame.
+        """
+        head = self._heads.get(subscription_id)
+        if head is None:
+            # The message-id's number is appended per frame (digits need no escaping).
+            pairs = (("subscription", subscription_id), ("destination", destination), ("message-id", self.session_id))
+            head = serialize_head("MESSAGE", pairs, version=self._version or "1.0")[:-1] + b"-"
+            self._heads[subscription_id] = head
+        if isinstance(body, str):
+            body = body.encode()
+        number = next(self._counter)
+        self.last_message_id = f"{self.session_id}-{number}"
+        self._last_outbound = self._clock()
+        if not body:  # serialize writes no content-length for an empty body
+            return b"%s%d\ncontent-type:%s\n\n\0" % (head, number, JSON_BYTES)
+        return b"%s%d\ncontent-type:%s\ncontent-length:%d\n\n%s\0" % (head, number, JSON_BYTES, len(body), body)
 
     def _pending(self, subscription_id: str, ack_id: str) -> None:
         """Record an ack id the client owes, forgetting the oldest past the limit."""

@@ -30,6 +30,7 @@ __all__ = [
     "ProtocolError",
     "StompError",
     "serialize",
+    "serialize_head",
 ]
 
 HEARTBEAT = b"\n"
@@ -363,16 +364,28 @@ def _check_outgoing(frame: Frame) -> None:
         raise LocalProtocolError("unexpected body", f"{frame.command} frames have no body")
 
 
-def serialize(frame: Frame, *, version: str = "1.2") -> bytes:
-    """Return the wire bytes of `frame` for the negotiated `version`."""
-    _check_outgoing(frame)
-    unescaped = frame.command in UNESCAPED_COMMANDS
-    table = None if unescaped else _ENCODE[version]
-    lines = [frame.command]
-    for name, value in _wire_headers(frame):
+def _header_lines(command: str, headers: Iterable[tuple[str, str]], version: str) -> list[str]:
+    table = None if command in UNESCAPED_COMMANDS else _ENCODE[version]
+    lines = [command]
+    for name, value in headers:
         # An empty or unescaped colon-bearing name would split wrongly on parse.
         if not name or (table is None and ":" in name):
             raise LocalProtocolError("invalid header name", repr(name[:80]))
         lines.append(f"{_encode_header(name, table, version)}:{_encode_header(value, table, version)}")
+    return lines
+
+
+def serialize(frame: Frame, *, version: str = "1.2") -> bytes:
+    """Return the wire bytes of `frame` for the negotiated `version`."""
+    _check_outgoing(frame)
+    lines = _header_lines(frame.command, _wire_headers(frame), version)
     # Joined with LF only: CRLF is legal but stomp.py counts "\r\n" as no beat.
     return ("\n".join(lines) + "\n\n").encode() + frame.body + b"\0"
+
+
+def serialize_head(command: str, headers: Iterable[tuple[str, str]], *, version: str = "1.2") -> bytes:
+    """Return the first lines of a frame, each ending in LF: a prefix to pre-encode once and reuse.
+
+    ``serialize`` of the same frame starts with exactly these bytes.
+    """
+    return ("\n".join(_header_lines(command, headers, version)) + "\n").encode()

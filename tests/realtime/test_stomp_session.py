@@ -314,6 +314,50 @@ def test_message_carries_subscription_destination_and_unique_message_ids():
     assert first.get("message-id").startswith("sess-1")
 
 
+@pytest.mark.parametrize(
+    ("version", "sid", "destination", "body"),
+    [
+        *((version, "sub-0", "/topic/queue-rank/42", b'{"rank":1}') for version in ("1.0", "1.1", "1.2")),
+        ("1.0", "0", "/q", b""),
+        ("1.2", "0", "/q", b""),
+        # Escaped in 1.1 and 1.2 (a colon and a backslash), a str body with a non-ASCII character.
+        ("1.1", "a:b\\c", "/topic/x:y", '{"na\u00efve":2}'),
+        ("1.2", "a:b\\c", "/topic/x:y", '{"na\u00efve":2}'),
+    ],
+)
+def test_a_plain_message_from_the_pre_encoded_head_is_the_frame_serialize_would_write(version, sid, destination, body):
+    # The hub's frames skip Frame and serialize (a pre-encoded head per subscription); the bytes must not differ.
+    session = StompSession(session_id="sess:1", clock=FakeClock())
+    session.accept_connect(connect_event(session, {"accept-version": version, "heart-beat": "0,0"}))
+    subscribe(session, sid, destination)
+    for number in (1, 2):
+        expected = serialize(
+            Frame.build(
+                "MESSAGE",
+                {
+                    "subscription": sid,
+                    "destination": destination,
+                    "message-id": f"sess:1-{number}",
+                    "content-type": "application/json",
+                },
+                body,
+            ),
+            version=version,
+        )
+        assert session.message(sid, body) == expected
+        assert session.last_message_id == f"sess:1-{number}"
+
+
+def test_a_subscription_id_reused_for_another_destination_gets_a_new_head():
+    session = connected_session()
+    subscribe(session, "sub-0", "/topic/queue-rank/1")
+    assert read(session.message("sub-0", b"{}")).get("destination") == "/topic/queue-rank/1"
+    unsubscribe_event = session.receive_data(wire("UNSUBSCRIBE", {"id": "sub-0"}))[0]
+    session.unsubscribe(unsubscribe_event)
+    subscribe(session, "sub-0", "/topic/queue-rank/2")
+    assert read(session.message("sub-0", b"{}")).get("destination") == "/topic/queue-rank/2"
+
+
 def test_message_ids_are_unique_across_subscriptions():
     session = connected_session()
     subscribe(session, "a", "/x")
