@@ -241,8 +241,8 @@ def registration_move(
     tell: dict | None = None,
     verb: str = "",
     **fields,
-) -> bool:
-    """Move a visit from one of ``expected`` to ``to``; False if another writer moved it first.
+) -> RegistrationEvent | None:
+    """Move a visit from one of ``expected`` to ``to``; return its history row, None if another writer moved it first.
 
     The one writer of ``Registration.status``. The conditional UPDATE is the
     claim: of two concurrent writers (a cancel and a sweep, a timeout and a
@@ -252,7 +252,7 @@ def registration_move(
     """
     was = registration.status
     if not Registration.objects.filter(pk=registration.pk, status__in=expected).update(status=to, **fields):
-        return False
+        return None
     registration.status = to
     for name, value in fields.items():
         setattr(registration, name, value)
@@ -270,7 +270,7 @@ def registration_move(
         reason=reason,
         actor=actor,
     )
-    return True
+    return recorded
 
 
 def registration_leave(
@@ -289,24 +289,26 @@ def registration_leave(
         status=status,
         reason=reason,
     )
-    moved = registration_move(
+    recorded = registration_move(
         registration=registration,
         to=status,
         expected=(was,),
         actor=actor,
         reason=reason,
-        tell=body,
         ended_at=timezone.now(),
         left_reason=reason,
     )
-    if not moved:
+    if recorded is None:
         return False
-    # After commit, in one command: a rollback must leave the visit its lease,
-    # and the fast heartbeat path must see the visit end.
-    ended = [leases.lease_key("registration", registration.id), leases.token_key(registration.token_hash)]
-    transaction.on_commit(lambda: cache.delete_many(ended))
+    # After commit, in this order: the broadcast first (everyone behind waits
+    # on it; the one leaving has the answer to its own request), then the
+    # leaver's message, then, in one command, the lease and token (a rollback
+    # must leave the visit its lease; the fast heartbeat path must see it end).
     if was == S.WAITING and announce:
         queue_changed(reason=reason, queue_ids=[registration.queue_id])
+    registration_tell(registration=registration, body=body, seq=recorded.id)
+    ended = [leases.lease_key("registration", registration.id), leases.token_key(registration.token_hash)]
+    transaction.on_commit(lambda: cache.delete_many(ended))
     return True
 
 
@@ -315,7 +317,7 @@ def registration_requeue(*, registration: Registration, actor: str, reason: str)
 
     The caller tells the customer its rank once the pass's queue change is counted.
     """
-    return registration_move(
+    recorded = registration_move(
         registration=registration,
         to=S.WAITING,
         expected=(S.MATCHED, S.IN_CALL),
@@ -325,6 +327,7 @@ def registration_requeue(*, registration: Registration, actor: str, reason: str)
         matched_at=None,
         in_call_at=None,
     )
+    return recorded is not None
 
 
 def registration_overflow(*, registration: Registration, to: Queue, now: datetime) -> bool:
@@ -361,16 +364,25 @@ def registration_overflow(*, registration: Registration, to: Queue, now: datetim
 
 @transaction.atomic(durable=True)
 def registration_cancel(*, registration: Registration) -> str:
-    """Take a WAITING customer out of the queue; idempotent. Return the status now."""
-    registration.refresh_from_db(fields=["status", "ended_at", "left_reason"])
-    if registration.status == S.CANCELLED:
-        return S.CANCELLED  # a retry after a lost response
-    if registration.status != S.WAITING:
+    """Take a WAITING customer out of the queue; idempotent. Return the status now.
+
+    ``registration`` as the caller last read it: the conditional UPDATE has the
+    last word, so a fresh read costs a round trip only when it did not move.
+    """
+    for fresh in (False, True):
+        if fresh:
+            registration.refresh_from_db(fields=["status", "ended_at", "left_reason"])
+        if registration.status == S.CANCELLED:
+            return S.CANCELLED  # a retry after a lost response
+        if registration.status != S.WAITING:
+            if fresh:
+                raise Conflict(f"registration is {registration.status}", code="not_cancellable")
+            continue  # perhaps stale: look again
+        if registration_leave(registration=registration, status=S.CANCELLED, actor="customer", reason="cancelled"):
+            return S.CANCELLED
+    registration.refresh_from_db(fields=["status"])  # another writer moved it between the read and the update
+    if registration.status != S.CANCELLED:
         raise Conflict(f"registration is {registration.status}", code="not_cancellable")
-    if not registration_leave(registration=registration, status=S.CANCELLED, actor="customer", reason="cancelled"):
-        registration.refresh_from_db(fields=["status"])
-        if registration.status != S.CANCELLED:
-            raise Conflict(f"registration is {registration.status}", code="not_cancellable")
     return S.CANCELLED
 
 

@@ -135,7 +135,8 @@ def test_cancel_tells_the_customer_and_the_queue(api, join, published, django_ca
     published.clear()
     with django_capture_on_commit_callbacks(execute=True):
         api.post("/api/queue/cancel", **bearer(body["token"]))
-    assert published.groups() == [events.customer_group(body["customerId"]), events.QUEUE_GROUP]
+    # The queue first: everyone behind waits on it; the one leaving has this response.
+    assert published.groups() == [events.QUEUE_GROUP, events.customer_group(body["customerId"])]
     message = published.bodies(events.customer_group(body["customerId"]))[0]
     assert message["status"] == "CANCELLED"
     state = api.get("/api/queue/rank", **bearer(body["token"])).json()

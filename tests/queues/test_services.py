@@ -3,7 +3,8 @@
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from common import events
@@ -166,6 +167,28 @@ def test_sweep_keeps_a_customer_whose_database_copy_is_fresh_even_with_no_cache_
     assert services.registration_expire_ghosts() == []
     registration.refresh_from_db()
     assert registration.status == S.WAITING
+
+
+def test_a_cancel_broadcasts_the_queue_change_before_the_leavers_own_message(
+    published, django_capture_on_commit_callbacks
+):
+    leaving, behind = joined(2)
+    published.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.registration_cancel(registration=leaving)
+    # Everyone behind waits on the broadcast; the one leaving has its answer in the response.
+    assert published.groups() == [events.QUEUE_GROUP, events.customer_group(leaving.customer.customer_id)]
+    assert published[1][1]["body"]["status"] == "CANCELLED"
+    assert rank(behind) == 1
+
+
+def test_a_cancel_of_a_visit_just_read_goes_straight_to_the_conditional_update():
+    registration = services.registration_join(display_name="x").registration
+    registration = Registration.objects.select_related("customer").get(pk=registration.pk)  # as the API reads it
+    with CaptureQueriesContext(connection) as queries:
+        assert services.registration_cancel(registration=registration) == S.CANCELLED
+    statements = [q["sql"].split()[0] for q in queries.captured_queries if "queues_registration\"" in q["sql"]]
+    assert statements[0] == "UPDATE"  # no second look at a row the caller just read
 
 
 def test_cancel_after_expiry_is_a_conflict_not_a_silent_success():
