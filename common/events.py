@@ -62,6 +62,7 @@ def waiting(
     eta: int | None,
     eta_reason: str | None = None,
     reason: str | None = None,
+    timestamp: int | None = None,
 ) -> dict:
     """Return a WAITING message: the rank in the customer's line, and the estimate.
 
@@ -78,13 +79,75 @@ def waiting(
         "rank": rank,
         "estimatedWaitSeconds": eta,
         "version": version,
-        "timestamp": epoch_ms(),
+        "timestamp": epoch_ms() if timestamp is None else timestamp,
     }
     if eta is None and eta_reason:
         body["estimatedWaitReason"] = eta_reason
     if reason:
         body["reason"] = reason
     return body
+
+
+class Encoded(dict):
+    """A body that carries its compact JSON, written once by whoever built it (``json``, UTF-8)."""
+
+    __slots__ = ("json",)
+
+
+class WaitingBodies:
+    """The WAITING bodies of one hub refresh in one line: what all of them share is encoded once.
+
+    ``body`` returns the dict ``waiting`` would, carrying the very bytes
+    ``compact_json`` would write for it (a test holds them equal): per
+    recipient only the ids, the rank and the estimate are formatted.
+    """
+
+    def __init__(self, *, queue_id: str, version: int, timestamp: int) -> None:
+        self.queue_id, self.version, self.timestamp = queue_id, version, timestamp
+        self._rank = f',"queueId":{compact_json(queue_id)},"status":"WAITING","rank":'.encode()
+        self._tail = f',"version":{int(version)},"timestamp":{int(timestamp)}'.encode()
+
+    def body(
+        self,
+        *,
+        customer_id: str,
+        customer_json: bytes,
+        registration_id: int,
+        rank: int,
+        eta: int | None,
+        eta_reason: str | None = None,
+        reason: str | None = None,
+    ) -> Encoded:
+        """Return one recipient's body; ``customer_json`` is ``compact_json(customer_id)``, kept by the caller."""
+        body = Encoded(
+            waiting(
+                customer_id=customer_id,
+                registration_id=registration_id,
+                queue_id=self.queue_id,
+                rank=rank,
+                version=self.version,
+                eta=eta,
+                eta_reason=eta_reason,
+                reason=reason,
+                timestamp=self.timestamp,
+            )
+        )
+        extra = b""
+        if "estimatedWaitReason" in body:
+            extra += b',"estimatedWaitReason":' + compact_json(eta_reason).encode()
+        if reason:
+            extra += b',"reason":' + compact_json(reason).encode()
+        eta_json = b"null" if eta is None else b"%d" % eta if type(eta) is int else compact_json(eta).encode()
+        body.json = b'{"customerId":%s,"registrationId":%d%s%d,"estimatedWaitSeconds":%s%s%s}' % (
+            customer_json,
+            registration_id,
+            self._rank,
+            rank,
+            eta_json,
+            self._tail,
+            extra,
+        )
+        return body
 
 
 def matched(

@@ -57,6 +57,7 @@ class Watcher:
     push: Push
     registration_id: int | None = None
     customer_id: str = ""
+    customer_json: bytes = b""  # customer_id as JSON, encoded once
     last_rank: int | None = None
     queue_id: str | None = None  # the queue the last rank was in (an overflow moves it)
     # (estimatedWaitSeconds, estimatedWaitReason) last told; None: not known, never pushed for alone
@@ -352,6 +353,9 @@ class RankHub:
         ranks = {
             reg_id: (line, rank) for line, ids in snapshot.lines.items() for rank, reg_id in enumerate(ids, start=1)
         }
+        # What every body of one line shares (queue, version, time) is encoded once per refresh.
+        stamp = events.epoch_ms()
+        bodies: dict[str, events.WaitingBodies] = {}
         for reg_id, watchers in list(self.customers.items()):
             found = ranks.get(reg_id)
             if found is None:
@@ -367,12 +371,18 @@ class RankHub:
                 same_line = watcher.last_rank is not None and queue_id == watcher.queue_id
                 pushed_back = same_line and rank > watcher.last_rank
                 urgent_here = (queue_id, language) in urgent or (queue_id, None) in urgent
-                body = events.waiting(
+                line_bodies = bodies.get(queue_id)
+                if line_bodies is None:
+                    line_bodies = bodies[queue_id] = events.WaitingBodies(
+                        queue_id=queue_id, version=snapshot.version, timestamp=stamp
+                    )
+                if not watcher.customer_json:
+                    watcher.customer_json = events.compact_json(watcher.customer_id).encode()
+                body = line_bodies.body(
                     customer_id=watcher.customer_id,
+                    customer_json=watcher.customer_json,
                     registration_id=reg_id,
-                    queue_id=queue_id,
                     rank=rank,
-                    version=snapshot.version,
                     eta=eta,
                     eta_reason=why,
                     # Why the number went up: someone at risk was let in ahead.

@@ -195,7 +195,7 @@ class StompConnection(PushConnection):
             await self.transport.send_data(data)  # a binary body: a binary message
 
     async def deliver(self, topic: Topic, body: dict) -> None:
-        payload = events.compact_json(body).encode()
+        payload = body.json if isinstance(body, events.Encoded) else events.compact_json(body).encode()
         for sub_id, sub_topic in list(self.sub_topics.items()):
             if sub_topic == topic and not self.session.closed:
                 await self.send(self.session.message(sub_id, payload))
