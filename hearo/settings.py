@@ -103,11 +103,23 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # psycopg 3. No persistent connections: under Daphne every sync_to_async
-    # thread would keep one open and exhaust PostgreSQL's max_connections
-    # (measured in bench/). CONN_MAX_AGE can still be raised by env.
-    DATABASES["default"]["CONN_MAX_AGE"] = env_int("HEARO_CONN_MAX_AGE", 0, minimum=0)
+    # psycopg 3 with its connection pool (Django 5.1+), bounded per process:
+    # persistent connections per Daphne thread exhausted PostgreSQL's
+    # max_connections (measured in bench/), and a new connection per request
+    # was a fifth of a cancel's time on the REST node (py-spy). A thread holds a
+    # pooled connection only until Django closes it (the request's end, or
+    # Channels' database_sync_to_async). HEARO_DB_POOL_MAX=0: no pool, a
+    # connection per request (CONN_MAX_AGE then comes from HEARO_CONN_MAX_AGE).
+    # A pooled connection is checked before it is lent (one empty round trip):
+    # one that died with a PostgreSQL restart is replaced, not handed out.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    pool_max = env_int("HEARO_DB_POOL_MAX", 8, minimum=0)
+    if pool_max:
+        pool = {"min_size": 1, "max_size": pool_max, "timeout": 10}
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env_int("HEARO_CONN_MAX_AGE", 0, minimum=0)
     DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str("HEARO_TEST_DATABASE", default="test_hearo")
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; wait instead of failing with "database is locked".

@@ -10,12 +10,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_settings(**env) -> subprocess.CompletedProcess:
+SUMMARY = (
+    "import hearo.settings as s; print(s.DATABASES['default']['ENGINE'], "
+    "s.CHANNEL_LAYERS['default']['BACKEND'], s.CACHES['default']['BACKEND'], s.HEARO_LEASE_SECONDS)"
+)
+
+
+def load_settings(code: str = SUMMARY, **env) -> subprocess.CompletedProcess:
+    """Import the settings in a fresh process with only ``env`` set; run ``code`` there."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HEARO_", "DATABASE_URL", "REDIS_URL"))}
-    code = (
-        "import hearo.settings as s; print(s.DATABASES['default']['ENGINE'], "
-        "s.CHANNEL_LAYERS['default']['BACKEND'], s.CACHES['default']['BACKEND'], s.HEARO_LEASE_SECONDS)"
-    )
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=clean | env, capture_output=True, text=True, timeout=60
     )
