@@ -1,4 +1,4 @@
-"""Database helpers every app's writers share."""
+"""Database helpers every app's writers share, and who holds a database session for how long."""
 
 import asyncio
 import functools
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connection, connections
 from django.db.models import QuerySet
 
 T = TypeVar("T")
@@ -48,10 +48,15 @@ class KeptConnection:
     own lookups. One thread, one session, opened on first use; a session the
     server dropped (a PostgreSQL restart) is closed and the read tried once more
     on a new one. ``close`` ends the session and the thread.
+
+    The session is the thread's own, never one of the pool's (``HEARO_DB_POOL_MAX``):
+    a pooled connection kept for the process's life would be a slot the
+    requests never get back, and the hub's reads would queue behind theirs when
+    the pool runs short. A server process opens at most the pool's sessions and this one.
     """
 
     def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=_session_of_its_own)
 
     async def run(self, fn: Callable[..., T], *args) -> T:
         loop = asyncio.get_running_loop()
@@ -60,13 +65,19 @@ class KeptConnection:
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, _kept_close)
+            # close_all finds the kept thread's own session; ``connection.close``
+            # would be the caller's, bound here on the event loop's thread.
+            await loop.run_in_executor(self._executor, connections.close_all)
         finally:
             self._executor.shutdown(wait=False)
 
 
-def _kept_close() -> None:
-    connection.close()  # looked up here: ``connection`` is this thread's own
+def _session_of_its_own(alias: str = DEFAULT_DB_ALIAS) -> None:
+    """Give this thread a connection that bypasses the pool (Django's connections are per thread)."""
+    kept = connections.create_connection(alias)
+    options = {name: value for name, value in kept.settings_dict["OPTIONS"].items() if name != "pool"}
+    kept.settings_dict = {**kept.settings_dict, "OPTIONS": options}  # a copy: the other threads keep the pool
+    connections[alias] = kept
 
 
 def _kept_run(fn: Callable[..., T], *args) -> T:

@@ -1,11 +1,38 @@
 """ASGI entry point: Django and SockJS for HTTP, the realtime consumers for WebSockets."""
 
+import asyncio
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIHandler
+from django.db import close_old_connections
+
+
+class ConnectionReturningASGIHandler(ASGIHandler):
+    """Django's ASGI handler, giving the request's pooled connection back even when the server kills the request.
+
+    Django gives it back when the request ends (``request_finished`` closes it).
+    A request cancelled before that never gets there: Daphne cancels one still
+    running ``application_close_timeout`` (10 s) after its client left, and
+    asgiref's test communicators cancel theirs when dropped. Its thread then
+    kept the connection checked out for good, and a few of them ran the pool dry
+    ("couldn't get a connection after 10.00 sec").
+    """
+
+    async def handle(self, scope, receive, send) -> None:
+        try:
+            await super().handle(scope, receive, send)
+        except asyncio.CancelledError:
+            # Still inside the request's ThreadSensitiveContext, so this runs on
+            # the request's own thread, after the view if it is still running there.
+            await sync_to_async(close_old_connections)()
+            raise
+
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hearo.settings")
-django_asgi_app = get_asgi_application()  # before importing anything that touches models
+django.setup(set_prefix=False)  # what get_asgi_application() does, before importing anything that touches models
+django_asgi_app = ConnectionReturningASGIHandler()
 
 from django.urls import get_resolver  # noqa: E402
 

@@ -108,7 +108,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # max_connections (measured in bench/), and a new connection per request
     # was a fifth of a cancel's time on the REST node (py-spy). A thread holds a
     # pooled connection only until Django closes it (the request's end, or
-    # Channels' database_sync_to_async). HEARO_DB_POOL_MAX=0: no pool, a
+    # Channels' database_sync_to_async); a request Daphne kills before its end
+    # gives it back too (hearo/asgi.py). The rank hub's kept session is outside
+    # the pool (common/db.KeptConnection), so a server process holds at most
+    # HEARO_DB_POOL_MAX + 1. Celery's prefork children close the pool after every
+    # task (Celery's Django fixup). HEARO_DB_POOL_MAX=0: no pool, a
     # connection per request (CONN_MAX_AGE then comes from HEARO_CONN_MAX_AGE).
     # A pooled connection is checked before it is lent (one empty round trip):
     # one that died with a PostgreSQL restart is replaced, not handed out.

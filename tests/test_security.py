@@ -351,7 +351,11 @@ async def http(method: str, path: str, token: str | None = None, body: dict | No
     if token:
         headers.append((b"authorization", f"Bearer {token}".encode()))
     payload = json.dumps(body).encode() if body is not None else b""
-    response = await HttpCommunicator(application, method, path, body=payload, headers=headers).get_response(5)
+    communicator = HttpCommunicator(application, method, path, body=payload, headers=headers)
+    response = await communicator.get_response(5)
+    # Let Django finish the request as a server does (its end gives the connection back to the pool);
+    # a dropped communicator cancels it instead (tests/test_database_pool.py covers that kill).
+    await communicator.wait(5)
     return response["status"], json.loads(response["body"])
 
 

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
+from channels.db import database_sync_to_async
 
 from bench.clients import StompSocket, http_call
 from bench.redis_ha import redis_ha, redis_ha_available
@@ -155,7 +156,8 @@ async def scenario(ha, ports: list[int], counselor_token: str) -> list[Customer]
     await until("the worker matched the head of the queue", lambda: head.last().get("status") == "MATCHED", 60)
 
     waiting = [c for c in customers if not c.cancelled and c is not head]
-    order = await asyncio.to_thread(lambda: {r: i for i, r in enumerate(queue_order().ids, start=1)})
+    # database_sync_to_async gives its connection back to the pool; a bare to_thread's stayed checked out.
+    order = await database_sync_to_async(lambda: {r: i for i, r in enumerate(queue_order().ids, start=1)})()
 
     def settled_one(customer: Customer) -> bool:
         return customer.last().get("rank") == order.get(customer.registration_id)
