@@ -25,6 +25,8 @@ from tests.support.stomp_ws import StompWs
 ACTIVE = ("WAITING", "MATCHED", "IN_CALL")
 # On a lease, so their dashboards heart-beat (WRAP_UP too: matching.counselors.ON_LEASE).
 ON_SHIFT = ("AVAILABLE", "AWAY", "BUSY", "WRAP_UP")
+# How often a status click may land on a desk in wrap-up (the rest wait for it to run out).
+WRAP_UP_CLICKED = 0.3
 # How often each kind is tried; a kind with nothing to act on gives way to another.
 WEIGHTS = {
     "join": 12,
@@ -435,7 +437,9 @@ class Soak:
     def _plan_status(self, view: View, used: set) -> Op | None:
         # Ghosts come back to work once the matcher has taken them off shift.
         desks = self._free((d for d in self.desks if not d.ghost or view.counselors[d.pk] == "OFFLINE"), used)
-        idle = [d for d in desks if view.counselors[d.pk] != "BUSY"]
+        # One in wrap-up mostly lets it run out (a real counselor is writing notes) and now and
+        # then ends it early: the run sees wrap-ups end by themselves however fast it goes.
+        idle = [d for d in desks if view.counselors[d.pk] != "BUSY" and self._may_end_wrap_up(view.counselors[d.pk])]
         # Mostly a counselor who can change; now and then one in a call (refused).
         pool = idle if self.rng.random() < 0.97 else desks
         if not pool:
@@ -445,6 +449,9 @@ class Soak:
         desk.ghost = False
         port = self.port()
         return Op("status", desk, lambda: self._status(desk, port, status))
+
+    def _may_end_wrap_up(self, now: str) -> bool:
+        return now != "WRAP_UP" or self.rng.random() < WRAP_UP_CLICKED
 
     def _next_status(self, now: str) -> str:
         if now == "AVAILABLE":
