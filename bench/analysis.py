@@ -76,6 +76,18 @@ def _gc_hypothesis(fan: dict, n: str) -> str:
         f'(`hearo_gc_pause_seconds{{generation="2"}}`): {full}, {paused:.0f} ms in all'
         + (f", {cycles} of them the freeze policy's unfreeze cycles (the whole heap)" if cycles else "")
         + f". Verdict: {verdict}."
+        + _harness_gc(r)
+    )
+
+
+def _harness_gc(r: dict) -> str:
+    """Say how often the load generator itself collected in the window (its heap frozen first)."""
+    harness = r.get("harness_full_collections")
+    if harness is None:
+        return ""
+    return (
+        f" The harness's own full collections in the window (its heap frozen before it, `bench/harness_gc.py`): "
+        f"{harness['count']}, {harness['total_ms']:.0f} ms in all."
     )
 
 

@@ -39,6 +39,26 @@ def test_the_reading_names_the_freeze_policys_unfreeze_cycles_among_the_collecti
     assert ": 2, 1000 ms in all, 1 of them the freeze policy's unfreeze cycles (the whole heap)." in text
 
 
+def test_the_reading_counts_the_harness_own_full_collections_when_the_run_has_them():
+    results = run([0.1] * 18 + [0.6, 0.7], collections=[0, 0])
+    assert "The harness's own full collections" not in analysis_section(results)  # an older run: not measured
+    results["fanout"]["hub"]["5000"]["harness_full_collections"] = {"count": 1, "total_ms": 12.4}
+    assert "The harness's own full collections in the window" in analysis_section(results)
+    assert "`bench/harness_gc.py`): 1, 12 ms in all." in analysis_section(results)
+
+
+def test_a_measured_window_runs_with_the_harness_heap_frozen_and_counts_its_full_collections():
+    import gc
+
+    from bench.harness_gc import harness_frozen
+
+    with harness_frozen() as seen:
+        assert gc.get_freeze_count() > 0
+        gc.collect()
+    assert gc.get_freeze_count() == 0
+    assert seen["count"] == 1 and seen["total_ms"] >= 0
+
+
 def test_the_relay_comparison_says_who_is_ahead_from_the_numbers():
     relay = {"5000": {"n": 5000, "all": {"latency_ms": {"p50": 50.0, "p99": 900.0}}}}
     text = analysis_section(run([0.1] * 20, collections=[0, 0], rabbitmq=relay))

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from bench import redis_count, seed
 from bench.clients import HttpConn
+from bench.harness_gc import harness_frozen
 from bench.room import Room, room_close, room_open_hearo
 from bench.stats import summary_ms
 
@@ -124,7 +125,8 @@ async def fanout_measure(ctx, ports, room: Room, http: HttpConn, plan: dict, *, 
     # pay one-off costs (Celery's first publish, lazy imports) in any design.
     await changes_run(room, http, {**plan, "changes": WARMUP_CHANGES}, random.Random(-n))
     before = await node_scrape(ports)
-    changes = await changes_run(room, http, plan, random.Random(n))
+    with harness_frozen() as harness_gc:
+        changes = await changes_run(room, http, plan, random.Random(n))
     await asyncio.sleep(1.0)
     after = await node_scrape(ports)
     server_ms = node_fanout_mean_ms(before, after)
@@ -133,6 +135,7 @@ async def fanout_measure(ctx, ports, room: Room, http: HttpConn, plan: dict, *, 
     result.update(changes_summary(changes))
     result["node_fanout_mean_ms"] = server_ms
     result["node_full_collections"] = node_full_collections(before, after)
+    result["harness_full_collections"] = harness_gc
     result["changes_raw"] = changes
     if count_redis:
         result["redis"] = await redis_per_change(room, http, ctx, plan["bound"])

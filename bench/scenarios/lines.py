@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from bench import redis_count, seed
 from bench.clients import HttpConn
+from bench.harness_gc import harness_frozen
 from bench.room import Room, room_close, room_open_hearo
 from bench.scenarios.fanout import (
     GAP_SECONDS,
@@ -166,7 +167,8 @@ async def lines_measure(ctx, ports, lines: Lines, http: HttpConn, plan: dict) ->
     # Warm-up, not counted, as in scenario 1.
     await changes_run(lines, http, {**plan, "changes": WARMUP_CHANGES}, random.Random(-n))
     before = await node_scrape(ports)
-    changes = await changes_run(lines, http, plan, random.Random(n))
+    with harness_frozen() as harness_gc:
+        changes = await changes_run(lines, http, plan, random.Random(n))
     await asyncio.sleep(1.0)
     after = await node_scrape(ports)
     audit = lines.audit(await asyncio.to_thread(seed.lines_truth))
@@ -181,6 +183,7 @@ async def lines_measure(ctx, ports, lines: Lines, http: HttpConn, plan: dict) ->
     result["lines_per_burst"] = [c["lines"] for c in changes if c["kind"] == "burst"]
     result["node_fanout_mean_ms"] = node_fanout_mean_ms(before, after)
     result["node_full_collections"] = node_full_collections(before, after)
+    result["harness_full_collections"] = harness_gc
     result["changes_raw"] = changes
     result["redis"] = await redis_per_change(lines, http, ctx, plan["bound"])
     return result

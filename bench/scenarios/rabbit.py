@@ -15,6 +15,7 @@ import random
 import time
 
 from bench.clients import RankState, StompSocket, close_many, open_many
+from bench.harness_gc import harness_frozen
 from bench.rabbitmq import Broker
 from bench.room import Room, room_close, room_settle
 from bench.scenarios.fanout import GAP_SECONDS, changes_summary
@@ -83,16 +84,18 @@ async def rabbit_at(broker: Broker, wanted: int, plan: dict) -> dict:
         await pub.publish_all(room)
         unsettled = await room_settle(room, 60)
         rng, changes, every = random.Random(n), [], plan.get("burst_every", 0)
-        for i in range(plan["changes"]):
-            is_burst = every and i % every == every - 1
-            indices = list(range(plan["burst_size"])) if is_burst else [rng.randrange(len(room.order))]
-            changes.append(await change(room, pub, indices, "burst" if is_burst else "cancel", plan["bound"]))
-            await asyncio.sleep(GAP_SECONDS)
+        with harness_frozen() as harness_gc:
+            for i in range(plan["changes"]):
+                is_burst = every and i % every == every - 1
+                indices = list(range(plan["burst_size"])) if is_burst else [rng.randrange(len(room.order))]
+                changes.append(await change(room, pub, indices, "burst" if is_burst else "cancel", plan["bound"]))
+                await asyncio.sleep(GAP_SECONDS)
         await asyncio.sleep(1.0)
         audit = room.audit([s.key for s in room.order])
         summary = changes_summary(changes)
         capped = {"n_wanted": wanted, "broker_open_files_limit": broker.open_files_limit, "broker": broker.node}
-        return {"n": n, **capped, "connect_s": round(connect_s, 1), "unsettled": unsettled, "audit": audit, **summary}
+        result = {"n": n, **capped, "connect_s": round(connect_s, 1), "unsettled": unsettled, "audit": audit}
+        return {**result, **summary, "harness_full_collections": harness_gc}
     finally:
         await pub.sock.close()
         await room_close(room)
