@@ -174,6 +174,15 @@ def _heartbeat(hb: dict) -> str:
             f"{len(seconds)}) against a median second's {_ms(typical)}"
             + (" — a stall." if stalled else " — no second stands out: a spread.")
         )
+        gcs = rest.get("node_full_collections")
+        if stalled and gcs is not None:
+            full, paused = sum(g["count"] for g in gcs), sum(g["total_ms"] for g in gcs)
+            text += f" Full collections on the REST node in the window: {full}, {paused:.0f} ms in all" + (
+                " — not the stall's cause." if paused < worst / 2 else " — enough to be the stall."
+            )
+        slowest = get(rest, "fanout_during", "request_ms", "max")
+        if stalled and slowest is not None:
+            text += f" The slowest cancel request sent to it meanwhile took {_ms(slowest)}."
     if waited is not None and cpu is not None:
         text += (
             f" The REST node was runnable but waiting for a CPU for {_ms(waited)} of the run, on one for "

@@ -169,7 +169,11 @@ class Suite:
             # after the clients connect, the least favourable slot (see RESULTS.md).
             rest = (self.ctx, nodes.rest_ports, room, http, seats)
             watch = {"REST node": nodes.rest_nodes[0].pid, "socket node A": nodes.pid(0), "socket node B": nodes.pid(1)}
+            before = await fanout.node_scrape(nodes.rest_ports)
             rest_main = await heartbeat.under_fanout(*rest, p.heartbeat_rate, p.heartbeat_seconds, watch)
+            after = await fanout.node_scrape(nodes.rest_ports)
+            # A stall of the whole node may be its own full collection: count them in the window.
+            rest_main["node_full_collections"] = fanout.node_full_collections(before, after)
             main = await heartbeat.under_fanout(*both, p.heartbeat_rate, p.heartbeat_seconds, watch)
             single = await heartbeat.under_fanout(*one, p.heartbeat_rate, p.knee_seconds)
             knee = await heartbeat.heartbeat_runs(*both, list(p.knee_rates), p.knee_seconds)

@@ -74,6 +74,18 @@ def heartbeat_run(by_second: list[float]) -> dict:
     return run([0.1] * 20, [0, 0]) | {"heartbeat": {"fastpath": {"rest_node": rest, "main": sockets}}}
 
 
+def test_a_heartbeat_stall_is_set_against_the_rest_nodes_full_collections():
+    results = heartbeat_run([5.0, 6.0, 180.0, 5.5, 7.0])
+    rest = results["heartbeat"]["fastpath"]["rest_node"]
+    rest["node_full_collections"] = [{"count": 1, "total_ms": 20.0}]
+    rest["fanout_during"] = {"request_ms": {"max": 298.8}}
+    text = analysis_section(results)
+    assert "Full collections on the REST node in the window: 1, 20 ms in all — not the stall's cause." in text
+    assert "The slowest cancel request sent to it meanwhile took 299 ms." in text
+    rest["node_full_collections"] = [{"count": 2, "total_ms": 150.0}]
+    assert "150 ms in all — enough to be the stall." in analysis_section(results)
+
+
 def test_a_heartbeat_tail_in_one_second_of_the_run_reads_as_a_stall():
     text = analysis_section(heartbeat_run([5.0, 6.0, 180.0, 5.5, 7.0]))
     assert "ranged up to 180 ms (second 3 of 5) against a median second's 6.0 ms — a stall." in text
