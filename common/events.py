@@ -94,6 +94,9 @@ class Encoded(dict):
     __slots__ = ("json",)
 
 
+OPTIONAL = ("estimatedWaitReason", "reason")  # the WAITING keys present only when they say something
+
+
 class WaitingBodies:
     """The WAITING bodies of one hub refresh in one line: what all of them share is encoded once.
 
@@ -132,12 +135,11 @@ class WaitingBodies:
                 timestamp=self.timestamp,
             )
         )
-        extra = b""
-        if "estimatedWaitReason" in body:
-            extra += b',"estimatedWaitReason":' + compact_json(eta_reason).encode()
-        if reason:
-            extra += b',"reason":' + compact_json(reason).encode()
-        eta_json = b"null" if eta is None else b"%d" % eta if type(eta) is int else compact_json(eta).encode()
+        # The keys ``waiting`` adds only sometimes come last, in its order.
+        extra = b"".join(
+            b',"%s":%s' % (key.encode(), compact_json(body[key]).encode()) for key in OPTIONAL if key in body
+        )
+        eta_json = b"%d" % eta if type(eta) is int else compact_json(eta).encode()  # None: null
         body.json = b'{"customerId":%s,"registrationId":%d%s%d,"estimatedWaitSeconds":%s%s%s}' % (
             customer_json,
             registration_id,

@@ -184,10 +184,10 @@ def queue_order(*, queue_ids: Iterable[str] | None = None) -> QueueOrder:
     """Return the lines of these queues (None: all) in rank order, the version and each queue's longest wait.
 
     The rank hub's read on every queue change, so it fetches as little as it
-    can: an int and the line per row (the ``registration_line_order`` index)
-    with the version as a scalar subquery from the same statement snapshot,
-    and only the queues that changed. The longest waits, only shown to
-    counselors, are a second, grouped read.
+    can, and only the queues that changed, with the version from the same
+    statement snapshot: on PostgreSQL one statement, a row per line; elsewhere
+    an int and the line per row (the ``registration_line_order`` index) and a
+    second, grouped read for the longest waits (only shown to counselors).
     """
     read = frozenset(queue_ids) if queue_ids is not None else None
     if connection.vendor == "postgresql":
@@ -196,7 +196,7 @@ def queue_order(*, queue_ids: Iterable[str] | None = None) -> QueueOrder:
 
 
 def _queue_order_rows(read: frozenset[str] | None) -> QueueOrder:
-    """``queue_order`` on any database: the ORM's row-per-customer read and a grouped one."""
+    """``queue_order`` on any database: the ORM's row-per-customer read and a grouped one for the waits."""
     version = QueueState.objects.filter(pk=1).values("version")[:1]
     waiting = Registration.objects.filter(status=W)
     if read is not None:

@@ -369,21 +369,19 @@ def registration_cancel(*, registration: Registration) -> str:
     ``registration`` as the caller last read it: the conditional UPDATE has the
     last word, so a fresh read costs a round trip only when it did not move.
     """
-    for fresh in (False, True):
-        if fresh:
-            registration.refresh_from_db(fields=["status", "ended_at", "left_reason"])
-        if registration.status == S.CANCELLED:
-            return S.CANCELLED  # a retry after a lost response
-        if registration.status != S.WAITING:
-            if fresh:
-                raise Conflict(f"registration is {registration.status}", code="not_cancellable")
-            continue  # perhaps stale: look again
-        if registration_leave(registration=registration, status=S.CANCELLED, actor="customer", reason="cancelled"):
-            return S.CANCELLED
-    registration.refresh_from_db(fields=["status"])  # another writer moved it between the read and the update
-    if registration.status != S.CANCELLED:
+    if registration.status == S.WAITING and _leave_cancelled(registration):
+        return S.CANCELLED
+    # Not WAITING as read (a retry after a lost response, a stale read), or moved since: look again, once.
+    registration.refresh_from_db(fields=["status", "ended_at", "left_reason"])
+    if registration.status == S.WAITING and not _leave_cancelled(registration):
+        registration.refresh_from_db(fields=["status"])  # another writer moved it between the read and the update
+    if registration.status != S.CANCELLED:  # a cancel that went through set it
         raise Conflict(f"registration is {registration.status}", code="not_cancellable")
     return S.CANCELLED
+
+
+def _leave_cancelled(registration: Registration) -> bool:
+    return registration_leave(registration=registration, status=S.CANCELLED, actor="customer", reason="cancelled")
 
 
 @transaction.atomic(durable=True)

@@ -160,7 +160,7 @@ def step(policy: Policy, *, now: float, open_now: int) -> str | None:
     unfreeze = policy.unfreezes(reason)
     started = time.perf_counter()
     if reason == "storm":
-        frozen = freeze_newcomers(_frozen.objects)
+        frozen = freeze_newcomers(_runner.frozen_objects)
     else:
         frozen = refreeze(unfreeze=unfreeze)
     policy.record(reason, now=now, open_now=open_now)
@@ -174,17 +174,8 @@ def boot_freeze() -> None:
     _freeze_report("boot", unfreeze=False, frozen=refreeze(unfreeze=False), open_now=0, started=started)
 
 
-class _Frozen:
-    """This process's frozen-object count as of its last freeze (the collector's is per process)."""
-
-    objects = 0
-
-
-_frozen = _Frozen()
-
-
 def _freeze_report(reason: str, *, unfreeze: bool, frozen: int, open_now: int, started: float) -> None:
-    _frozen.objects = frozen
+    _runner.frozen_objects = frozen
     metrics.gc_frozen_objects.set(frozen)
     metrics.gc_freezes.labels(reason=reason).inc()
     if unfreeze:
@@ -203,11 +194,15 @@ async def run_forever(
 
 
 class _Runner:
-    """This process's policy and the task applying it (the collector is per process, not per loop)."""
+    """This process's policy, the task applying it and its frozen-object count as of the last freeze.
+
+    Per process, not per loop: so is the collector.
+    """
 
     def __init__(self) -> None:
         self.policy: Policy | None = None
         self.task: asyncio.Task | None = None
+        self.frozen_objects = 0
 
 
 _runner = _Runner()

@@ -4,14 +4,15 @@ A queue change is ONE Redis PUBLISH on ``settings.HEARO_QUEUE_BROADCAST``,
 which every process's hub subscribes to (without Redis: one in-memory
 channel-layer message to ``events.QUEUE_GROUP``), so it costs one command
 whatever the number of customers or nodes. The hub of each process reads the
-queue order once (one query, on a session it keeps open), computes every rank and pushes a frame only to
-the connected customers whose rank changed.
+queue order once (one query, on a session it keeps open), computes every rank
+and pushes a frame only to the connected customers whose rank changed.
 Changes that arrive while a refresh runs are coalesced into one more refresh,
 so a matcher pass that removes ten customers pushes each customer once.
 """
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -57,7 +58,6 @@ class Watcher:
     push: Push
     registration_id: int | None = None
     customer_id: str = ""
-    customer_json: bytes = b""  # customer_id as JSON, encoded once
     last_rank: int | None = None
     queue_id: str | None = None  # the queue the last rank was in (an overflow moves it)
     # (estimatedWaitSeconds, estimatedWaitReason) last told; None: not known, never pushed for alone
@@ -66,6 +66,11 @@ class Watcher:
     # Called after the hub lost Redis and came back: ``stale`` says the hub could
     # not tell from the queue alone what this watcher should hold now.
     resync: Callable[[bool], Awaitable[None]] | None = None
+
+    @functools.cached_property
+    def customer_json(self) -> bytes:
+        """``customer_id`` as JSON, encoded once (read only once the connection has set it)."""
+        return events.compact_json(self.customer_id).encode()
 
 
 def _read(queue_ids: frozenset[str] | None = None, fresh_board: bool = False) -> tuple[QueueOrder, WaitBoard]:
@@ -376,8 +381,6 @@ class RankHub:
                     line_bodies = bodies[queue_id] = events.WaitingBodies(
                         queue_id=queue_id, version=snapshot.version, timestamp=stamp
                     )
-                if not watcher.customer_json:
-                    watcher.customer_json = events.compact_json(watcher.customer_id).encode()
                 body = line_bodies.body(
                     customer_id=watcher.customer_id,
                     customer_json=watcher.customer_json,

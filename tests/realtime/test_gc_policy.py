@@ -141,7 +141,7 @@ def test_a_storm_freeze_walks_only_the_young_generations_and_counts_what_it_froz
     try:
         gc.collect()
         gc.freeze()
-        gc_policy._frozen.objects = gc.get_freeze_count()
+        gc_policy._runner.frozen_objects = gc.get_freeze_count()
         newcomers = [{"socket": [i]} for i in range(5_000)]
         policy.decide(now=200, open_now=600)
         gc.callbacks.append(watch)
