@@ -63,6 +63,18 @@ class StompClient:
         assert frame.command == "MESSAGE", frame
         return json.loads(frame.body)
 
+    async def snapshot(self, timeout: float = 3) -> dict:
+        """Return the rank topic's snapshot, the message with the visit's seq.
+
+        The connection joins the hub before it reads the snapshot (so nothing
+        published in between is lost), so a hub refresh already under way may
+        push the same rank first; the client's version check makes that harmless.
+        """
+        body = await self.json(timeout)
+        while "seq" not in body:
+            body = await self.json(timeout)
+        return body
+
     async def closed_code(self, timeout: float = 3) -> int:
         while True:
             message = await self.ws.receive_output(timeout)

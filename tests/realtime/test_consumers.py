@@ -301,7 +301,7 @@ async def test_a_customer_message_older_than_one_delivered_is_dropped(stomp, sjo
     client = stomp()
     await client.connect(**bearer(joined.token))
     await client.send("SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{customer_id}"})
-    snapshot = await client.json()
+    snapshot = await client.snapshot()
     ids = {"customer_id": customer_id, "registration_id": joined.registration.id, "queue_id": "general"}
     expired = events.terminal(**ids, status="EXPIRED", reason="lease_expired") | {"seq": snapshot["seq"] + 2}
     requeued = events.waiting(**ids, rank=1, version=10**6, eta=None) | {"seq": snapshot["seq"] + 1}

@@ -29,7 +29,7 @@ async def watching(stomp):
     await client.connect(Authorization=f"Bearer {joined.token}")
     customer_id = joined.registration.customer.customer_id
     await client.send("SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{customer_id}"})
-    return client, await client.json()
+    return client, await client.snapshot()
 
 
 def set_status(counselor, status: str):
