@@ -17,6 +17,7 @@ def analysis_section(results: dict) -> str:
     fan = results.get("fanout", {})
     bullets = [_fanout(fan, n) for n in ("1000", "5000")]
     bullets += [_gc_hypothesis(fan, n) for n in ("1000", "5000")]
+    bullets += [_cpu(fan, n) for n in ("1000", "5000")]
     bullets += [_per_frame(fan), _speedup(fan), _relay(fan), _heartbeat(results.get("heartbeat", {}))]
     bullets.append(_naive_losses(fan))
     text = "".join(f"* {b}\n" for b in bullets if b)
@@ -114,6 +115,41 @@ def _per_frame(fan: dict) -> str:
     )
 
 
+# Within this band of the CPU-bound floor, a change's time is read as set by the CPUs.
+CPU_BOUND_BAND = (0.8, 1.5)
+
+
+def _cpu(fan: dict, n: str) -> str:
+    r = get(fan, "hub", n)
+    cpu = (r or {}).get("cpu_per_change") if _usable(r) else None
+    mean = get(r, "all", "latency_ms", "mean")
+    if not cpu or not cpu.get("net_ms") or mean is None:
+        return ""
+    cpus = cpu.get("cpus") or 1
+    spent = ", ".join(f"{label} {fmt(ms, ' ms')}" for label, ms in cpu["net_ms"].items())
+    floor = cpu["total_ms"] / cpus
+    rate = mean / floor if floor else None
+    low, high = CPU_BOUND_BAND
+    if rate is None:
+        verdict = "no CPU time was measured"
+    elif rate < low:
+        verdict = "contradicted: changes ended sooner than their CPU could be spread (not all of it was theirs)"
+    elif rate <= high:
+        verdict = (
+            "consistent: the CPUs, not waiting, set the pace, so less CPU per change in any process "
+            "(the harness's included) shortens it"
+        )
+    else:
+        verdict = f"not CPU-bound: about {_ms(mean - floor)} of a change is waiting, not computing"
+    return (
+        f"**CPU per change, N = {int(n):,}** (user + system time of each process over the measured changes, less "
+        f"what it spent in an idle window as long): {spent}; {fmt(cpu['total_ms'], ' ms')} in all (the harness is "
+        f"its {int(n):,} clients reading their frames). Hypothesis: a change is CPU-bound, its end-to-end time about "
+        f"its CPU spread over the machine's {cpus} CPUs ({_ms(floor)}). This run: mean {_ms(mean)}, "
+        f"{fmt(rate and round(rate, 2), 'x')} that floor. Verdict: {verdict}."
+    )
+
+
 def _speedup(fan: dict) -> str:
     hub = get(fan, "hub", "1000", "all", "latency_ms", "p50")
     naive = get(fan, "naive_cap100k", "1000", "all", "latency_ms", "p50")
@@ -121,10 +157,16 @@ def _speedup(fan: dict) -> str:
         return ""
     request = get(fan, "hub", "1000", "cancel", "request_ms", "p50")
     needed = naive / 20
+    cpu_hub = get(fan, "hub", "1000", "cpu_per_change", "total_ms")
+    cpu_naive = get(fan, "naive_cap100k", "1000", "cpu_per_change", "total_ms")
+    cpu = ""
+    if cpu_hub and cpu_naive:
+        times = fmt(ratio(cpu_naive, cpu_hub), "x")
+        cpu = f" CPU per change, every process: hub {_ms(cpu_hub)}, naive {_ms(cpu_naive)} ({times})."
     return (
         f"**Speed-up over the naive design at N = 1,000**: naive p50 {_ms(naive)} ÷ hub p50 {_ms(hub)} = "
         f"{fmt(ratio(naive, hub), 'x')}. 20x needs the hub at or under {_ms(needed)} in this run; the cancel's own "
-        f"request (p50 {_ms(request)}) is part of both."
+        f"request (p50 {_ms(request)}) is part of both.{cpu}"
     )
 
 

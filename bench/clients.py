@@ -1,18 +1,16 @@
 """Load-side clients: asyncio STOMP-over-WebSocket subscribers and a keep-alive HTTP client.
 
 STOMP frames are written and split by hand (the harness needs only CONNECT,
-SUBSCRIBE and MESSAGE bodies), and every rank message is stamped with
-``time.monotonic()`` the moment its WebSocket message is handed to us.
+SUBSCRIBE and MESSAGE bodies) over the harness's own lean WebSocket client
+(``bench/wsclient.py``), and every rank message is stamped with
+``time.monotonic()`` the moment its WebSocket message arrived.
 """
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Iterable
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-from websockets.typing import Origin, Subprotocol
+from bench import wsclient
 
 OnMessage = Callable[[dict, float], None]
 CLOSE_BATCH = 200
@@ -36,31 +34,26 @@ def split_frames(data: str | bytes) -> Iterable[tuple[str, str]]:
 class StompSocket:
     """One STOMP session over a WebSocket; every MESSAGE body goes to ``on_message``."""
 
-    def __init__(self, ws: ClientConnection, on_message: OnMessage) -> None:
-        self.ws = ws
+    def __init__(self, on_message: OnMessage) -> None:
         self.on_message = on_message
         self.errors: list[str] = []
-        self.reader: asyncio.Task | None = None
+        self.ws: wsclient.WsConnection | None = None
+        self._connected: asyncio.Future = asyncio.get_running_loop().create_future()
 
     @classmethod
     async def open(cls, url: str, connect_headers: dict, on_message: OnMessage, origin: str | None = None):
-        ws = await connect(
-            url,
-            origin=Origin(origin) if origin else None,
-            subprotocols=[Subprotocol("v12.stomp")],
-            compression=None,
-            ping_interval=None,
-            open_timeout=60,
-            max_queue=None,
-        )
+        sock = cls(on_message)
+        sock.ws = await wsclient.connect(url, sock._received, origin=origin, subprotocols=["v12.stomp"], timeout=60)
         headers = {"accept-version": "1.2", "heart-beat": "0,0", **connect_headers}
-        await ws.send(stomp_frame("CONNECT", headers))
-        command, body = next(iter(split_frames(await asyncio.wait_for(ws.recv(), 60))))
+        await sock.ws.send(stomp_frame("CONNECT", headers))
+        try:
+            command, body = await asyncio.wait_for(asyncio.shield(sock._connected), 60)
+        except BaseException:
+            sock.ws.transport.abort()
+            raise
         if command != "CONNECTED":
-            await ws.close()
+            await sock.ws.close()
             raise RuntimeError(f"STOMP CONNECT refused: {command} {body[:200]}")
-        sock = cls(ws, on_message)
-        sock.reader = asyncio.create_task(sock._read())
         return sock
 
     async def subscribe(self, destination: str, sub_id: str = "0") -> None:
@@ -69,25 +62,19 @@ class StompSocket:
     async def send(self, destination: str, body: str) -> None:
         await self.ws.send(stomp_frame("SEND", {"destination": destination, "content-type": "application/json"}, body))
 
-    async def _read(self) -> None:
-        try:
-            async for data in self.ws:
-                now = time.monotonic()
-                for command, body in split_frames(data):
-                    if command == "MESSAGE":
-                        self.on_message(json.loads(body), now)
-                    elif command == "ERROR":
-                        self.errors.append(body[:200])
-        except ConnectionClosed:
-            pass
+    def _received(self, data: str | bytes, now: float) -> None:
+        """Called by the connection for each WebSocket message, ``now`` being when it arrived."""
+        for command, body in split_frames(data):
+            if command == "MESSAGE":
+                self.on_message(json.loads(body), now)
+            elif not self._connected.done():
+                self._connected.set_result((command, body))  # CONNECTED, or the ERROR refusing it
+            elif command == "ERROR":
+                self.errors.append(body[:200])
 
     async def close(self) -> None:
-        if self.reader:
-            self.reader.cancel()
-        try:
-            await asyncio.wait_for(self.ws.close(), 5)
-        except (TimeoutError, ConnectionClosed, OSError):
-            self.ws.transport.abort()
+        if self.ws is not None:
+            await self.ws.close(timeout=5)
 
 
 class RankState:

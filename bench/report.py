@@ -836,13 +836,16 @@ def render(data: dict) -> str:
 # -- the method, in words ------------------------------------------------------------------
 
 FANOUT_METHOD = """
-Clients: asyncio + `websockets`, STOMP frames by hand (CONNECT with `Authorization: Bearer`, `heart-beat:0,0`,
-SUBSCRIBE to the customer's own `/topic/queue-rank/{id}`), split evenly over both Daphne nodes, all in the harness
-process. Customers are seeded with the ORM (one WAITING registration each, token cache and lease as a join leaves
-them). Two unmeasured warm-up cancels come first (a node's first request and first matcher trigger pay one-off
-costs in every design). Changes run one at a time: a **cancel** of a random customer (`POST /api/queue/cancel` on
-the REST node, a third Daphne process that holds no sockets, where `docker-compose.yml`'s proxy sends `/api/`; every
-HearO cluster of the fan-out runs has one; t0 just before the request) or, every 5th change, a **matcher burst** (the
+Clients: asyncio, STOMP frames by hand (CONNECT with `Authorization: Bearer`, `heart-beat:0,0`, SUBSCRIBE to the
+customer's own `/topic/queue-rank/{id}`), split evenly over both Daphne nodes, all in the harness process, over the
+harness's own lean WebSocket client (`bench/wsclient.py`: a protocol callback per message, no task per connection;
+tested against the `websockets` library's server). The harness shares the machine's CPUs with the servers, so what
+it spends per frame is taken from them: the CPU each process spent per change is recorded (see "What the numbers
+say"). Customers are seeded with the ORM (one WAITING registration each, token cache and lease as a join leaves
+them). Two unmeasured warm-up cancels come first (a node's first request and first matcher trigger pay one-off costs
+in every design). Changes run one at a time: a **cancel** of a random customer (`POST /api/queue/cancel` on the REST
+node, a third Daphne process that holds no sockets, where `docker-compose.yml`'s proxy sends `/api/`; every HearO
+cluster of the fan-out runs has one; t0 just before the request) or, every 5th change, a **matcher burst** (the
 first 5 customers marked MATCHED in one transaction that calls `queues.services.queue_changed`, published by the
 harness exactly as a node would; t0 just before the transaction). Latency = t0 → the last client whose rank changed
 *first holding its correct new rank*.

@@ -10,9 +10,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from websockets.exceptions import InvalidHandshake
-
 from bench.clients import RankState, StompSocket, Wave, close_many, open_many
+from bench.wsclient import HandshakeError
 
 ATTEMPTS = 4
 
@@ -90,7 +89,7 @@ async def _open_with_retries(port: int, token: str, state: RankState, retries: l
                 state.on_message,
                 origin=f"http://127.0.0.1:{port}",
             )
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+        except (OSError, TimeoutError, HandshakeError) as exc:
             if attempt == ATTEMPTS - 1:
                 raise
             retries.append(type(exc).__name__)

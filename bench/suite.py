@@ -136,7 +136,9 @@ class Suite:
     async def fanout_step(self, path, nodes, n: int, changes: int, bound: float, profiled: bool = False) -> None:
         async def go():
             async with fanout.hearo_room(nodes, n) as (room, http, _):
-                result = await fanout.fanout_measure(self.ctx, nodes.ports, room, http, self.plan_for(changes, bound))
+                cpu = fanout.cpu_window(nodes, self.ctx)
+                plan = self.plan_for(changes, bound)
+                result = await fanout.fanout_measure(self.ctx, nodes.ports, room, http, plan, cpu=cpu)
                 if profiled:
                     result["profile_node_a"] = await self.fanout_profile(nodes, room, http)
                 return result

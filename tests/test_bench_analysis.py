@@ -95,3 +95,60 @@ def test_a_heartbeat_tail_in_one_second_of_the_run_reads_as_a_stall():
 def test_an_even_heartbeat_tail_reads_as_a_spread_and_a_met_target():
     text = analysis_section(heartbeat_run([8.0, 9.0, 10.0, 9.5]))
     assert "no second stands out: a spread." in text and "(met against 50 ms)" in text
+
+
+def with_cpu(mean_ms: float, total_ms: float, cpus: int = 2) -> dict:
+    results = run([0.1] * 20, collections=[0, 0])
+    hub = results["fanout"]["hub"]["5000"]
+    hub["all"]["latency_ms"]["mean"] = mean_ms
+    hub["cpu_per_change"] = {
+        "net_ms": {"node A": total_ms / 2, "harness": total_ms / 2},
+        "total_ms": total_ms,
+        "idle_ms": {"node A": 0.5, "harness": 0.1},
+        "wall_s": 6.0,
+        "cpus": cpus,
+    }
+    return results
+
+
+def test_a_change_that_takes_its_cpu_spread_over_the_cpus_reads_as_cpu_bound():
+    text = analysis_section(with_cpu(mean_ms=36.0, total_ms=60.0))
+    assert "node A 30.0 ms, harness 30.0 ms; 60.0 ms in all" in text
+    assert "spread over the machine's 2 CPUs (30.0 ms). This run: mean 36.0 ms, 1.2x that floor." in text
+    assert "Verdict: consistent" in text
+
+
+def test_a_change_far_slower_than_its_cpu_reads_as_waiting_not_computing():
+    text = analysis_section(with_cpu(mean_ms=90.0, total_ms=60.0))
+    assert "Verdict: not CPU-bound: about 60.0 ms of a change is waiting" in text
+
+
+def test_a_run_without_cpu_figures_says_nothing_about_them():
+    assert "CPU per change" not in analysis_section(run([0.1] * 20, collections=[0, 0]))
+
+
+def test_the_cpu_window_counts_a_busy_child_and_takes_the_idle_window_off():
+    import subprocess
+    import sys
+    import time
+
+    from bench.cpu import CpuWindow
+
+    spin = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end: pass\ntime.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", spin.format(s=0.6)])
+    try:
+        busy = CpuWindow({"child": child.pid})
+        busy.start()
+        time.sleep(1.0)  # the child spins 0.6 s of it, then sleeps
+        busy.stop()
+        idle = busy.idle_like()
+        idle.start()
+        time.sleep(0.5)
+        idle.stop()
+    finally:
+        child.kill()
+        child.wait()
+    per = busy.per_change(2, idle)
+    assert 200 <= per["net_ms"]["child"] <= 360  # ~600 ms (+ its start-up) over 2 changes, at 10 ms ticks
+    assert per["idle_ms"]["child"] <= 20
+    assert per["cpus"] and per["wall_s"] >= 1.0

@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 
 from bench import redis_count, seed
 from bench.clients import HttpConn
+from bench.cluster import BENCH_DB
+from bench.cpu import CpuWindow
 from bench.harness_gc import harness_frozen
 from bench.room import Room, room_close, room_open_hearo
 from bench.stats import summary_ms
@@ -98,6 +100,14 @@ async def redis_per_change(room: Room, http: HttpConn, ctx, bound: float) -> dic
     return results
 
 
+def cpu_window(cluster, ctx) -> CpuWindow:
+    """Watch every process a change runs through: the nodes, Redis, PostgreSQL (and the harness, always)."""
+    named = {f"node {chr(ord('A') + i)}": proc.pid for i, proc in enumerate(cluster.nodes)}
+    named.update({"REST node" if i == 0 else f"REST node {i + 1}": p.pid for i, p in enumerate(cluster.rest_nodes)})
+    groups = {"Redis": ("redis-server", f":{ctx.redis_port}"), "PostgreSQL": ("postgres:", BENCH_DB)}
+    return CpuWindow(named, groups)
+
+
 def api_port(cluster) -> int:
     """Where the changes' requests go: the REST node if the cluster has one (compose's proxy sends /api/ there)."""
     return (cluster.rest_ports or cluster.ports)[0]
@@ -118,17 +128,31 @@ async def hearo_room(cluster, n: int):
         await room_close(room)
 
 
-async def fanout_measure(ctx, ports, room: Room, http: HttpConn, plan: dict, *, count_redis: bool = True) -> dict:
-    """Make the planned changes, audit every client, count Redis commands; return the results."""
+async def fanout_measure(
+    ctx, ports, room: Room, http: HttpConn, plan: dict, *, count_redis: bool = True, cpu: CpuWindow | None = None
+) -> dict:
+    """Make the planned changes, audit every client, count Redis commands; return the results.
+
+    ``cpu``: the processes whose CPU time per change is recorded over the measured changes.
+    """
     n = len(room.order)
     # Warm-up, not counted: a node's first cancel and first matcher trigger
     # pay one-off costs (Celery's first publish, lazy imports) in any design.
     await changes_run(room, http, {**plan, "changes": WARMUP_CHANGES}, random.Random(-n))
     before = await node_scrape(ports)
     with harness_frozen() as harness_gc:
+        if cpu is not None:
+            cpu.start()
         changes = await changes_run(room, http, plan, random.Random(n))
+        if cpu is not None:
+            cpu.stop()
     await asyncio.sleep(1.0)
     after = await node_scrape(ports)
+    if cpu is not None:
+        idle = cpu.idle_like()
+        idle.start()
+        await asyncio.sleep(cpu.wall_s)
+        idle.stop()
     server_ms = node_fanout_mean_ms(before, after)
     audit = room.audit(await asyncio.to_thread(seed.queue_truth))
     result = {"n": n, "connect_s": round(room.connect_s, 1), "connect_retries": len(room.retries), "audit": audit}
@@ -136,6 +160,8 @@ async def fanout_measure(ctx, ports, room: Room, http: HttpConn, plan: dict, *, 
     result["node_fanout_mean_ms"] = server_ms
     result["node_full_collections"] = node_full_collections(before, after)
     result["harness_full_collections"] = harness_gc
+    if cpu is not None:
+        result["cpu_per_change"] = cpu.per_change(len(changes), idle)
     result["changes_raw"] = changes
     if count_redis:
         result["redis"] = await redis_per_change(room, http, ctx, plan["bound"])
