@@ -109,6 +109,8 @@ class WaitingBodies:
         self.queue_id, self.version, self.timestamp = queue_id, version, timestamp
         self._rank = f',"queueId":{compact_json(queue_id)},"status":"WAITING","rank":'.encode()
         self._tail = f',"version":{int(version)},"timestamp":{int(timestamp)}'.encode()
+        # The optional keys' bytes, by what decides them: few kinds of body per refresh.
+        self._extras: dict[tuple[str | None, str | None], bytes] = {}
 
     def body(
         self,
@@ -135,11 +137,18 @@ class WaitingBodies:
                 timestamp=self.timestamp,
             )
         )
-        # The keys ``waiting`` adds only sometimes come last, in its order.
-        extra = b"".join(
-            b',"%s":%s' % (key.encode(), compact_json(body[key]).encode()) for key in OPTIONAL if key in body
-        )
-        eta_json = b"%d" % eta if type(eta) is int else compact_json(eta).encode()  # None: null
+        # The keys ``waiting`` adds only sometimes come last, in its order;
+        # their values depend only on the reason given for no estimate and the reason.
+        kind = (eta_reason if eta is None else None, reason)
+        extra = self._extras.get(kind)
+        if extra is None:
+            extra = self._extras[kind] = b"".join(
+                b',"%s":%s' % (key.encode(), compact_json(body[key]).encode()) for key in OPTIONAL if key in body
+            )
+        if type(eta) is int:
+            eta_json = b"%d" % eta
+        else:
+            eta_json = b"null" if eta is None else compact_json(eta).encode()
         body.json = b'{"customerId":%s,"registrationId":%d%s%d,"estimatedWaitSeconds":%s%s%s}' % (
             customer_json,
             registration_id,
