@@ -44,6 +44,18 @@ class Buckets:
 
 
 LEASE_RENEWALS = "lease_renewals"
+LEASE_PREFIX = ":lease:registration:"
+
+
+def _renews_leases(command: str, args: list[str]) -> bool:
+    """A node's lease keeper renewing the customers it holds sockets for (every HEARO_HEARTBEAT_SECONDS).
+
+    A SET per lease, or one script call per batch whose first argument is the
+    lease keys' prefix (``queues.leases.arenew_many``: no keys, the ids as arguments).
+    """
+    if command == "SET":
+        return LEASE_PREFIX in (_key(command, args) or "")
+    return command in SCRIPTS and len(args) > 2 and args[1] == "0" and args[2].endswith(LEASE_PREFIX)
 
 
 def _key(command: str, args: list[str]) -> str | None:
@@ -70,10 +82,8 @@ def parse(text: str, buckets: Buckets) -> dict:
     messages = 0
     for client, command, args in rows:
         bucket = buckets.of_key(_key(command, args)) or by_conn.get(client, "other")
-        if bucket == "cache" and command == "SET" and ":lease:registration:" in (_key(command, args) or ""):
-            # A node's lease keeper renewing the customers it holds sockets for:
-            # every HEARO_HEARTBEAT_SECONDS, whatever changes, so apart from them.
-            bucket = LEASE_RENEWALS
+        if _renews_leases(command, args):
+            bucket = LEASE_RENEWALS  # whatever changes, so apart from them
         (lua if client == "lua" else top)[bucket] += 1
         commands[command + (" (in script)" if client == "lua" else "")] += 1
         key = _key(command, args) or ""

@@ -738,12 +738,16 @@ def targets_section(results: dict) -> str:
 
 
 def lease_renewals(counted: dict) -> int:
-    """Return the lease keepers' SETs that fell in a change's window (not caused by the change).
+    """Return the leases the nodes' keepers renewed in a change's window (not caused by the change).
 
-    Runs before the bucket existed counted them as cache SETs; no change
-    itself sets a cache key in these scenarios (a cancel deletes its lease).
+    A keeper renews with a SET per lease inside one script call per batch;
+    runs before that counted a top-level SET per lease, and runs before the
+    bucket existed counted them as cache SETs (no change itself sets a cache
+    key in these scenarios: a cancel deletes its lease).
     """
-    top = counted.get("top_level", {})
+    top, inner = counted.get("top_level", {}), counted.get("in_scripts", {})
+    if inner.get("lease_renewals"):
+        return inner["lease_renewals"]
     if "lease_renewals" in top:
         return top["lease_renewals"]
     return counted.get("commands", {}).get("SET", 0)
