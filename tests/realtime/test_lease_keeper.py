@@ -67,24 +67,23 @@ async def test_each_event_loop_has_one_keeper():
 async def test_a_batch_of_leases_is_one_redis_command_that_the_cache_reads_back(redis_url, settings):
     """The keeper's batch is one script call (not a command per lease), writing the keys and values the cache reads."""
     from asgiref.sync import sync_to_async
+    from django.core.cache import cache
     from redis.asyncio import Redis
 
+    from tests.support.redis_monitor import in_scripts, redis_monitor, sent
+
     ids = list(range(910_001, 910_001 + keeper_module.BATCH))
-    admin = Redis.from_url(redis_url)
-
-    async def scripts_run() -> int:
-        stats = await admin.info("commandstats")
-        return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("eval", "evalsha"))
-
-    try:
-        await leases.arenew_many("registration", ids[:1])  # the first call loads the script
-        before = await scripts_run()
+    await leases.arenew_many("registration", ids[:1])  # the first call loads the script
+    async with redis_monitor(redis_url) as lines:
         await leases.arenew_many("registration", ids)
-        assert await scripts_run() - before == 1
-        alive = await sync_to_async(leases.lease_alive)("registration", ids)
-        assert alive == set(ids)
-        from django.core.cache import cache
-
+    prefix = cache.make_and_validate_key(leases.lease_key("registration", ""))
+    calls = sent(lines, f'"{prefix}" ')
+    assert len(calls) == 1 and calls[0].startswith('"EVALSHA"')
+    assert len(in_scripts(lines, f'"{prefix}91')) == len(ids)  # a SET per lease, on the server
+    alive = await sync_to_async(leases.lease_alive)("registration", ids)
+    assert alive == set(ids)
+    admin = Redis.from_url(redis_url)
+    try:
         ttl = await admin.ttl(cache.make_and_validate_key(leases.lease_key("registration", ids[-1])))
         assert settings.HEARO_LEASE_SECONDS - 5 <= ttl <= settings.HEARO_LEASE_SECONDS
     finally:
