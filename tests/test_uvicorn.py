@@ -81,6 +81,15 @@ def test_a_stomp_client_hears_its_rank_then_the_new_rank_when_the_customer_ahead
         client.close()
 
 
+def test_a_browsers_compression_offer_is_declined_as_daphne_declines_it(port):
+    """Every browser offers permessage-deflate; a compressed push costs a zlib context per socket."""
+    url, origin = f"ws://127.0.0.1:{port}/ws/stomp", f"http://127.0.0.1:{port}"
+    with connect(url, subprotocols=["v12.stomp"], origin=origin, compression="deflate") as ws:  # offers it
+        assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+        assert ws.response.status_code == 101
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+
 def test_stomp_heart_beats_flow_both_ways_and_keep_the_session(port):
     _, me = two_in_line(port)
     client = StompWs(port)
@@ -227,6 +236,7 @@ def test_deploy_serve_runs_daphne_by_default_and_uvicorn_with_daphnes_websocket_
     assert options["--ws"] == "websockets" and options["--ws-max-size"] == str(1024 * 1024)
     assert (options["--ws-ping-interval"], options["--ws-ping-timeout"]) == ("20", "30")  # Daphne's defaults
     assert options["--timeout-keep-alive"] == "75"
+    assert options["--ws-per-message-deflate"] == "false"  # Daphne negotiates no compression either
     # HearO reads X-Forwarded-For itself (common/clientaddr.py): Uvicorn must not rewrite the peer first.
     assert "--no-proxy-headers" in args and "--proxy-headers" not in args
 
