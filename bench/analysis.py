@@ -19,6 +19,7 @@ def analysis_section(results: dict) -> str:
     bullets += [_gc_hypothesis(fan, n) for n in ("1000", "5000")]
     bullets += [_cpu(fan, n) for n in ("1000", "5000")]
     bullets += [_per_frame(fan), _speedup(fan), _relay(fan), _heartbeat(results.get("heartbeat", {}))]
+    bullets.append(_servers(results))
     bullets.append(_naive_losses(fan))
     text = "".join(f"* {b}\n" for b in bullets if b)
     return "## What the numbers say\n\n" + (text or "Nothing measured in this run to read.\n")
@@ -167,6 +168,41 @@ def _speedup(fan: dict) -> str:
         f"**Speed-up over the naive design at N = 1,000**: naive p50 {_ms(naive)} ÷ hub p50 {_ms(hub)} = "
         f"{fmt(ratio(naive, hub), 'x')}. 20x needs the hub at or under {_ms(needed)} in this run; the cancel's own "
         f"request (p50 {_ms(request)}) is part of both.{cpu}"
+    )
+
+
+def _servers(results: dict) -> str:
+    """Daphne against Uvicorn socket nodes: faster at both N and both percentiles, and as correct?"""
+    uv = results.get("uvicorn") or {}
+    base = uv.get("baseline_server", "daphne").capitalize()
+    parts, faster_everywhere = [], True
+    for n in ("1000", "5000"):
+        mine, theirs = get(uv, "fanout", n), get(results, "fanout", "hub", n)
+        if not (_usable(mine) and _usable(theirs)):
+            continue
+        a, b = theirs["all"]["latency_ms"], mine["all"]["latency_ms"]
+        faults = [r["all"]["missing"] + r["audit"]["wrong"] + r["audit"]["missing"] for r in (theirs, mine)]
+        faster = b["p50"] < a["p50"] and b["p99"] < a["p99"] and faults[1] <= faults[0]
+        faster_everywhere &= faster
+        parts.append(
+            f"N = {int(n):,}: {_ms(b['p50'])} / {_ms(b['p99'])} against {_ms(a['p50'])} / {_ms(a['p99'])} "
+            f"(missing + wrong {faults[1]} against {faults[0]})"
+        )
+    if not parts:
+        return ""
+    naive = get(uv, "naive_cap100k", "1000", "all", "latency_ms", "p50")
+    speedup = ratio(naive, get(uv, "fanout", "1000", "all", "latency_ms", "p50"))
+    memory = (get(uv, "memory", "kib_per_connection"), get(results, "memory", "kib_per_connection"))
+    verdict = "faster at both sizes, p50 and p99, and as correct" if faster_everywhere else "not faster everywhere"
+    naive_part = ""
+    if naive is not None:
+        naive_part = (
+            f" the naive design on Uvicorn nodes took p50 {_ms(naive)} at N = 1,000 ({fmt(speedup, 'x')} the hub);"
+        )
+    return (
+        f"**Socket nodes on Uvicorn against {base}** (p50 / p99): " + "; ".join(parts) + f". In this run Uvicorn "
+        f"was {verdict};{naive_part} an idle socket held {fmt(memory[0], ' KiB')} on Uvicorn against "
+        f"{fmt(memory[1], ' KiB')}."
     )
 
 

@@ -210,6 +210,17 @@ class Suite:
             await self.step(("uvicorn", "memory"), memory.memory_per_connection(nodes, self.plan.memory_connections))
             for n in self.plan.sizes:
                 await self.fanout_step(("uvicorn", "fanout", str(n)), nodes, n, self.plan.hub_changes[n], 10)
+        # The naive design on the same server, so the speed-up on Uvicorn compares designs, not servers.
+        n = min(self.plan.sizes)
+        harness_mode(fanout="naive", capacity=RAISED_CAPACITY)
+        extra = {"HEARO_FANOUT": "naive", "HEARO_CHANNEL_CAPACITY": str(RAISED_CAPACITY)}
+        extra["HEARO_ASGI_SERVER"] = "uvicorn"
+        try:
+            with cluster("uvicorn-naive", self.ctx.env, self.ctx.logdir, rest_nodes=1, **extra) as nodes:
+                path = ("uvicorn", "naive_cap100k", str(n))
+                await self.fanout_step(path, nodes, n, self.plan.naive_changes[n], 10)
+        finally:
+            harness_mode(fanout="hub", capacity=HUB_CAPACITY)
 
     async def naive(self) -> None:
         for label, capacity in (("naive_cap100", CHANNELS_REDIS_DEFAULT), ("naive_cap100k", RAISED_CAPACITY)):
