@@ -14,7 +14,7 @@ async def subscribed(stomp, joined):
     await client.connect(**bearer(joined.token))
     customer_id = joined.registration.customer.customer_id
     await client.send("SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{customer_id}"})
-    await client.json()
+    await client.snapshot()
     return client
 
 

@@ -218,7 +218,7 @@ async def churn(policy: Policy, tokens: list[tuple[str, str]]) -> list[int]:
             await client.connect(Authorization=f"Bearer {token}")
             await client.send("SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{customer_id}"})
         for client in clients:
-            await client.json()  # the current rank: the hub now holds its watcher
+            await client.snapshot()  # the current rank: the hub now holds its watcher
         now = tick(policy, now, expect=opened)
         for client in clients:
             await client.close()
