@@ -153,3 +153,32 @@ def test_the_cpu_window_counts_a_busy_child_and_takes_the_idle_window_off():
     assert 250 <= per["net_ms"]["child"] <= 480  # ~800 ms less what it spent before the window, over 2 changes
     assert per["idle_ms"]["child"] <= 20
     assert per["cpus"]
+
+
+def test_a_target_measured_on_both_socket_servers_gives_each_its_verdict():
+    from bench.report import _ok, _ok_min, _on_both
+
+    servers = ("Daphne", "Uvicorn")
+    assert _on_both(servers, (72.0, 45.2), " ms", _ok, 100) == ["72.0 ms on Daphne · 45.2 ms on Uvicorn", "met"]
+    assert _on_both(servers, (18.3, 26.1), "x", _ok_min, 20) == [
+        "18.3x on Daphne · 26.1x on Uvicorn",
+        "**missed** on Daphne; met on Uvicorn",
+    ]
+    assert _on_both(servers, (36.8, None), " KiB", _ok, 40) == ["36.8 KiB", "met"]  # a run without the phase
+
+
+def test_the_server_reading_says_whether_uvicorn_was_faster_everywhere():
+    results = run([0.1] * 20, collections=[0, 0])
+    hub = results["fanout"]["hub"]["5000"]
+    faster = {**hub, "all": {**hub["all"], "latency_ms": {"p50": 80.0, "p99": 90.0}}}
+    slower_tail = {**hub, "all": {**hub["all"], "latency_ms": {"p50": 80.0, "p99": 900.0}}}
+    results["memory"] = {"kib_per_connection": 36.8}
+    results["uvicorn"] = {
+        "baseline_server": "daphne",
+        "fanout": {"5000": faster},
+        "memory": {"kib_per_connection": 43.0},
+    }
+    assert "Uvicorn was faster at both sizes, p50 and p99, and as correct" in analysis_section(results)
+    assert "an idle socket held 43.0 KiB on Uvicorn against 36.8 KiB" in analysis_section(results)
+    results["uvicorn"]["fanout"]["5000"] = slower_tail
+    assert "Uvicorn was not faster everywhere" in analysis_section(results)
