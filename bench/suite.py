@@ -213,8 +213,11 @@ class Suite:
         # The naive design on the same server, so the speed-up on Uvicorn compares designs, not servers.
         n = min(self.plan.sizes)
         harness_mode(fanout="naive", capacity=RAISED_CAPACITY)
-        extra = {"HEARO_FANOUT": "naive", "HEARO_CHANNEL_CAPACITY": str(RAISED_CAPACITY)}
-        extra["HEARO_ASGI_SERVER"] = "uvicorn"
+        extra = {
+            "HEARO_FANOUT": "naive",
+            "HEARO_CHANNEL_CAPACITY": str(RAISED_CAPACITY),
+            "HEARO_ASGI_SERVER": "uvicorn",
+        }
         try:
             with cluster("uvicorn-naive", self.ctx.env, self.ctx.logdir, rest_nodes=1, **extra) as nodes:
                 path = ("uvicorn", "naive_cap100k", str(n))

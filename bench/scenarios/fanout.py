@@ -129,7 +129,7 @@ async def hearo_room(cluster, n: int):
 
 
 async def fanout_measure(
-    ctx, ports, room: Room, http: HttpConn, plan: dict, *, count_redis: bool = True, cpu: CpuWindow | None = None
+    ctx, ports, room: Room, http: HttpConn, plan: dict, *, cpu: CpuWindow, count_redis: bool = True
 ) -> dict:
     """Make the planned changes, audit every client, count Redis commands; return the results.
 
@@ -141,18 +141,15 @@ async def fanout_measure(
     await changes_run(room, http, {**plan, "changes": WARMUP_CHANGES}, random.Random(-n))
     before = await node_scrape(ports)
     with harness_frozen() as harness_gc:
-        if cpu is not None:
-            cpu.start()
+        cpu.start()
         changes = await changes_run(room, http, plan, random.Random(n))
-        if cpu is not None:
-            cpu.stop()
+        cpu.stop()
     await asyncio.sleep(1.0)
     after = await node_scrape(ports)
-    if cpu is not None:
-        idle = cpu.idle_like()
-        idle.start()
-        await asyncio.sleep(cpu.wall_s)
-        idle.stop()
+    idle = cpu.idle_like()
+    idle.start()
+    await asyncio.sleep(cpu.wall_s)
+    idle.stop()
     server_ms = node_fanout_mean_ms(before, after)
     audit = room.audit(await asyncio.to_thread(seed.queue_truth))
     result = {"n": n, "connect_s": round(room.connect_s, 1), "connect_retries": len(room.retries), "audit": audit}
@@ -160,8 +157,7 @@ async def fanout_measure(
     result["node_fanout_mean_ms"] = server_ms
     result["node_full_collections"] = node_full_collections(before, after)
     result["harness_full_collections"] = harness_gc
-    if cpu is not None:
-        result["cpu_per_change"] = cpu.per_change(len(changes), idle)
+    result["cpu_per_change"] = cpu.per_change(len(changes), idle)
     result["changes_raw"] = changes
     if count_redis:
         result["redis"] = await redis_per_change(room, http, ctx, plan["bound"])
