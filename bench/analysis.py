@@ -241,15 +241,16 @@ def _heartbeat(hb: dict) -> str:
         f"answered p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])} ({verdict} against 50 ms); sent to the socket "
         f"nodes instead, p99 {_ms(sockets)}."
     )
-    seconds = [v for v in rest["load"].get("p99_ms_by_second") or [] if v is not None]
+    by_second = rest["load"].get("p99_ms_by_second") or []
+    seconds = [v for v in by_second if v is not None]
     if len(seconds) >= 3:
         worst = max(seconds)
         typical = sorted(seconds)[len(seconds) // 2]
         stalled = worst > 3 * typical
         text += (
             f" Hypothesis: the tail is a stall in a few seconds of the run (a pause), not a spread over all of it. "
-            f"This run: the p99 of each second ranged up to {_ms(worst)} (second {seconds.index(worst) + 1} of "
-            f"{len(seconds)}) against a median second's {_ms(typical)}"
+            f"This run: the p99 of each second ranged up to {_ms(worst)} (second {by_second.index(worst) + 1} of "
+            f"{len(by_second)}) against a median second's {_ms(typical)}"
             + (" — a stall." if stalled else " — no second stands out: a spread.")
         )
         gcs = rest.get("node_full_collections")
@@ -261,12 +262,69 @@ def _heartbeat(hb: dict) -> str:
         slowest = get(rest, "fanout_during", "request_ms", "max")
         if stalled and slowest is not None:
             text += f" The slowest cancel request sent to it meanwhile took {_ms(slowest)}."
+        socket_gcs = rest.get("socket_node_full_collections")
+        if stalled and socket_gcs is not None:
+            full, paused = sum(g["count"] for g in socket_gcs), sum(g["total_ms"] for g in socket_gcs)
+            text += f" The socket nodes' full collections in the window: {full}, {paused:.0f} ms in all."
+        if stalled:
+            text += _stall_waits(rest["load"], by_second.index(worst), worst)
     if waited is not None and cpu is not None:
         text += (
             f" The REST node was runnable but waiting for a CPU for {_ms(waited)} of the run, on one for "
             f"{_ms(cpu)} (kernel schedstat)."
         )
+    even = get(hb, "fastpath", "rest_node_even_weight")
+    if rest.get("cpu_weighted") and get(even, "load", "latency_ms", "p99") is not None:
+        worse = even["load"]["latency_ms"]
+        text += (
+            f" At a socket node's CPU weight instead (the baseline, right after): p99 {_ms(worse['p99'])}, max "
+            f"{_ms(worse['max'])} (at the deployed weight {_ms(lat['p99'])}, {_ms(lat['max'])})"
+        )
+        peaks = [_worst_wait(run) for run in (even, rest)]
+        if None not in peaks:
+            text += (
+                f"; the REST node's worst second waiting for a CPU {_ms(peaks[0])} against {_ms(peaks[1])} at the "
+                "deployed weight (the total over the run moves less: the weight decides *when* it waits)"
+            )
+        text += "."
     return text
+
+
+def _worst_wait(run: dict) -> float | None:
+    """The REST node's longest wait for a CPU in any one second of a run (None: not measured)."""
+    waits = get(run, "load", "sched_by_second", "processes", "REST node", "wait_ms")
+    return max((w for w in waits if w is not None), default=None) if waits else None
+
+
+def _stall_waits(load: dict, second: int, worst: float) -> str:
+    """Who waited for a CPU in the stalled second, against a median second: starvation, and whose, or none."""
+    per = load.get("sched_by_second")
+    if not per:
+        return ""  # an older run: not measured
+    excess, parts = {}, []
+    for label, series in per["processes"].items():
+        waits = [w for w in series["wait_ms"] if w is not None]
+        if second < len(series["wait_ms"]) and series["wait_ms"][second] is not None:
+            median = sorted(waits)[len(waits) // 2]
+            waits = series["wait_ms"]
+            excess[label] = waits[second] - median
+            parts.append(f"{label} {waits[second]:.0f} ({median:.0f})")
+    steal = per["steal_ms"][second] if second < len(per["steal_ms"]) else 0.0
+    text = (
+        " Hypothesis: the stall is CPU starvation on this shared box. Time each process spent runnable but "
+        f"waiting for a CPU in that second, ms (a median second's in brackets): {', '.join(parts)}; the "
+        f"machine's steal {steal:.0f} ms"
+    )
+    starved = max(excess, key=excess.get, default=None)
+    if starved is not None and excess[starved] >= worst / 2:
+        who = "the generator itself (the harness's stall, not the server's)" if starved == "load generator" else starved
+        return text + f" — supported: {who} waited {excess[starved]:.0f} ms more than in a median second."
+    if steal >= worst / 2:
+        return text + " — supported: the hypervisor ran other machines on these CPUs."
+    return text + (
+        " — **not supported**: no process waited for a CPU anywhere near as long as the stall; it was a pause "
+        "elsewhere (a lock, Redis, PostgreSQL, the network)."
+    )
 
 
 def _naive_losses(fan: dict) -> str:

@@ -9,6 +9,7 @@ What the same processes spend in an idle window as long (timers, lease
 renewals, collections) is measured right after and taken off.
 """
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -94,3 +95,74 @@ class CpuWindow:
             "wall_s": round(self.wall_s, 1),
             "cpus": os.cpu_count(),
         }
+
+
+def sched_ms(pid: int) -> dict:
+    """CPU time, time spent runnable but waiting for a CPU, and timeslices, summed over a process's threads.
+
+    From /proc/{pid}/task/*/schedstat (the kernel's sched_info): the wait is
+    how long the process was ready to run while every CPU was busy elsewhere.
+    """
+    cpu = wait = slices = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            on_cpu, queued, n = (int(v) for v in (task / "schedstat").read_text().split())
+        except (FileNotFoundError, ValueError):
+            continue  # a thread that ended meanwhile
+        cpu, wait, slices = cpu + on_cpu, wait + queued, slices + n
+    return {"cpu_ms": cpu / 1e6, "runqueue_wait_ms": wait / 1e6, "slices": slices}
+
+
+def sched_delta(before: dict, after: dict) -> dict:
+    return {key: round(after[key] - before[key], 1) for key in before}
+
+
+def steal_ms() -> float:
+    """CPU time the hypervisor gave to other machines while this one's CPUs wanted it (all CPUs, /proc/stat)."""
+    return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) * TICK_MS
+
+
+class PerSecond:
+    """Each watched process's CPU time and run-queue wait in each whole second of a run, and the machine's steal.
+
+    Read at ``start + k`` for every whole second k; a stall in one second of
+    a run can then be set against who waited for a CPU in that second. The
+    counters are cumulative, so a late read moves time between neighbouring
+    seconds but loses none; ``late_ms`` says how late each read was.
+    """
+
+    def __init__(self, watched: dict[str, int], start: float) -> None:
+        self.watched, self.start = watched, start
+        self.reads: list[tuple[dict[str, dict], float]] = []
+        self.late_ms: list[float] = []
+
+    def read(self) -> None:
+        """Take one reading now (``run`` takes one at each whole second)."""
+        self.reads.append(self._now())
+
+    def _now(self) -> tuple[dict[str, dict], float]:
+        found = {}
+        for label, pid in self.watched.items():
+            try:
+                found[label] = sched_ms(pid)
+            except FileNotFoundError:
+                continue  # gone: left out from here on
+        return found, steal_ms()
+
+    async def run(self, seconds: int) -> None:
+        for k in range(seconds + 1):
+            await asyncio.sleep(max(0.0, self.start + k - time.monotonic()))
+            self.late_ms.append(round((time.monotonic() - self.start - k) * 1000, 1))
+            self.read()
+
+    def result(self) -> dict:
+        """Each label's ``cpu_ms`` and ``wait_ms``, a value per second (None once gone); ``steal_ms``, ``late_ms``."""
+        out: dict = {label: {"cpu_ms": [], "wait_ms": []} for label in self.watched}
+        steal = []
+        for (before, stole), (after, stolen) in zip(self.reads, self.reads[1:], strict=False):
+            for label, series in out.items():
+                delta = sched_delta(before[label], after[label]) if label in before and label in after else {}
+                series["cpu_ms"].append(delta.get("cpu_ms"))  # None: the process was gone
+                series["wait_ms"].append(delta.get("runqueue_wait_ms"))
+            steal.append(round(stolen - stole, 1))
+        return {"processes": out, "steal_ms": steal, "late_ms": self.late_ms}

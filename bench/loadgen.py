@@ -10,11 +10,13 @@ the generator (queueing behind busy connections included).
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from bench.clients import HttpConn
+from bench.cpu import PerSecond
 from bench.stats import summary_ms
 
 
@@ -68,7 +70,11 @@ async def run(args) -> dict:
     rec = Recorder()
     workers = [asyncio.create_task(_worker(c, queue, args, tokens, rec)) for c in conns]
     start = args.start = time.monotonic() + 0.2
+    # Who waited for a CPU in each second, this generator included: a slow second is set against it.
+    seconds = PerSecond({**json.loads(args.watch), "load generator": os.getpid()}, start)
+    sampler = asyncio.create_task(seconds.run(int(args.duration)))
     total = await _schedule(queue, args.rate, args.duration, start, rec)
+    await sampler
     for _ in workers:
         queue.put_nowait(None)
     _, pending = await asyncio.wait(workers, timeout=args.drain)
@@ -90,6 +96,7 @@ async def run(args) -> dict:
         "scheduler_lag_ms": summary_ms(rec.enqueue_lags),
         # Where in the run the tail fell: a start-up stall and a steady tail read differently.
         "p99_ms_by_second": [summary_ms(rec.by_second[s])["p99"] for s in sorted(rec.by_second)],
+        "sched_by_second": seconds.result(),
         "connections": args.connections,
         "ports": len(ports),
     }
@@ -105,6 +112,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--drain", type=float, default=10.0)
     parser.add_argument("--tokens", required=True, help="a file of bearer tokens, one per line")
+    parser.add_argument("--watch", default="{}", help='processes to sample each second, as JSON {"label": pid}')
     json.dump(asyncio.run(run(parser.parse_args())), sys.stdout)
 
 

@@ -400,8 +400,10 @@ def heartbeat_section(results: dict) -> str:
     fast = hb.get("fastpath", {})
     if error_of(fast):
         out.append(f"Fast path: **failed**: {error_of(fast)}\n")
+    weight = ", CPU weight x3" if (fast.get("rest_node") or {}).get("cpu_weighted") else ""
     for label, run in (
-        ("fast path, REST node (no sockets; as deployed)", fast.get("rest_node")),
+        (f"fast path, REST node (no sockets; as deployed{weight})", fast.get("rest_node")),
+        ("fast path, REST node at a socket node's CPU weight (baseline)", fast.get("rest_node_even_weight")),
         ("fast path, both socket nodes", fast.get("main")),
         ("fast path, socket node A only", fast.get("single_node")),
     ):
@@ -415,12 +417,16 @@ def heartbeat_section(results: dict) -> str:
     out.append(table(HB_HEADER, rows))
     sched = [
         [label, process, *_sched_cells(numbers)]
-        for label, run in (("REST node", fast.get("rest_node")), ("both socket nodes", fast.get("main")))
+        for label, run in (
+            ("REST node", fast.get("rest_node")),
+            ("REST node at a socket node's weight", fast.get("rest_node_even_weight")),
+            ("both socket nodes", fast.get("main")),
+        )
         for process, numbers in ((run or {}).get("sched") or {}).items()
     ]
     if sched:
         out.append(
-            "\nWhere the processes' time went during those two 500/s runs (`/proc/{pid}/task/*/schedstat`: time on a "
+            "\nWhere the processes' time went during those 500/s runs (`/proc/{pid}/task/*/schedstat`: time on a "
             "CPU, and time *ready to run but waiting for a CPU* because both vCPUs were busy elsewhere):\n\n"
         )
         header = ["beats sent to", "process", "on CPU", "waiting for a CPU", "timeslices", "wait / slice"]
@@ -906,10 +912,15 @@ HEARTBEAT_METHOD = """`bench/loadgen.py`, its own process: requests scheduled at
 connections (alternating nodes), latency from the *scheduled* time (no coordinated omission); bearer tokens of the
 N = 5,000 customers connected to the two socket nodes, round robin. Fan-out cancels run once a second meanwhile.
 *REST node* = a third Daphne process of the same app that holds no sockets, as `docker-compose.yml`'s proxy
-deploys it (`/api/` goes there); *socket nodes* = the beats sent to the nodes pushing the ranks.
+deploys it (`/api/` goes there), and at the CPU weight compose gives it (`cpu_shares: 3072`, three times a socket
+node's; here its autogroup's nice, -5, `bench/cluster.py`); *at a socket node's weight* = the same node, right
+after, with the default weight (the baseline); *socket nodes* = the beats sent to the nodes pushing the ranks.
 *generator lag* = how late the generator queued a request (its own health); *achieved* = completed ÷ time to the
-last completion. *non-2xx* are 409s: beats from customers the concurrent cancels had just taken out of the queue
-(the visit ended; the right answer).
+last completion. The generator runs in a session of its own (its own scheduling group, not a share of the
+harness's), and at each whole second of the run it reads every process's CPU time and time *runnable but waiting
+for a CPU* (schedstat: the nodes, the harness, Redis and itself) and the machine's steal time, so a slow second is
+set against who waited for a CPU in it (the reading under "What the numbers say"). *non-2xx* are 409s: beats from
+customers the concurrent cancels had just taken out of the queue (the visit ended; the right answer).
 
 """
 

@@ -8,7 +8,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from bench import profile
-from bench.cluster import asgi_server, cluster
+from bench.cluster import REST_NICE, asgi_server, cluster
 from bench.context import PHASES, Context, harness_mode
 from bench.rabbitmq import private_rabbitmq
 from bench.redis_ha import redis_ha
@@ -171,11 +171,19 @@ class Suite:
             # after the clients connect, the least favourable slot (see RESULTS.md).
             rest = (self.ctx, nodes.rest_ports, room, http, seats)
             watch = {"REST node": nodes.rest_nodes[0].pid, "socket node A": nodes.pid(0), "socket node B": nodes.pid(1)}
-            before = await fanout.node_scrape(nodes.rest_ports)
+            every = [*nodes.rest_ports, *nodes.ports]
+            before = await fanout.node_scrape(every)
             rest_main = await heartbeat.under_fanout(*rest, p.heartbeat_rate, p.heartbeat_seconds, watch)
-            after = await fanout.node_scrape(nodes.rest_ports)
-            # A stall of the whole node may be its own full collection: count them in the window.
-            rest_main["node_full_collections"] = fanout.node_full_collections(before, after)
+            collections = fanout.node_full_collections(before, await fanout.node_scrape(every))
+            # A stall of the whole node may be its own full collection: count them in the window; and
+            # the socket nodes' (a long one holds a CPU the REST node may then wait for).
+            rest_main["node_full_collections"] = collections[:1]
+            rest_main["socket_node_full_collections"] = collections[1:]
+            rest_main["cpu_weighted"] = nodes.rest_weighted
+            # The baseline: the same REST node at a socket node's CPU weight, right after.
+            nodes.rest_weight(0)
+            rest_even = await heartbeat.under_fanout(*rest, p.heartbeat_rate, p.heartbeat_seconds, watch)
+            nodes.rest_weight(REST_NICE)
             main = await heartbeat.under_fanout(*both, p.heartbeat_rate, p.heartbeat_seconds, watch)
             single = await heartbeat.under_fanout(*one, p.heartbeat_rate, p.knee_seconds)
             knee = await heartbeat.heartbeat_runs(*both, list(p.knee_rates), p.knee_seconds)
@@ -189,6 +197,7 @@ class Suite:
             return {
                 "rest_profiled": rest_profiled,
                 "rest_node": rest_main,
+                "rest_node_even_weight": rest_even,
                 "main": main,
                 "single_node": single,
                 "knee": knee,

@@ -97,6 +97,97 @@ def test_an_even_heartbeat_tail_reads_as_a_spread_and_a_met_target():
     assert "no second stands out: a spread." in text and "(met against 50 ms)" in text
 
 
+def test_the_deployed_cpu_weight_is_set_against_the_baseline_run_at_a_socket_nodes_weight():
+    results = heartbeat_run([5.0, 6.0, 7.0, 5.5, 7.0])
+    fast = results["heartbeat"]["fastpath"]
+    fast["rest_node"]["load"]["latency_ms"]["max"] = 9.0
+    even = {"load": {"latency_ms": {"p99": 120.0, "max": 164.0}}}
+    fast["rest_node_even_weight"] = even
+    assert "the baseline, right after" not in analysis_section(results)  # the weight did not take: no comparison
+    fast["rest_node"]["cpu_weighted"] = True
+    text = analysis_section(results)
+    assert "(the baseline, right after): p99 120 ms, max 164 ms (at the deployed weight 7.0 ms, 9.0 ms)." in text
+    per_second = {"processes": {"REST node": {"wait_ms": [40.0, 150.0, None]}}, "steal_ms": [], "late_ms": []}
+    even["load"]["sched_by_second"] = per_second
+    fast["rest_node"]["load"]["sched_by_second"] = {**per_second, "processes": {"REST node": {"wait_ms": [60.0, 70.0]}}}
+    assert "worst second waiting for a CPU 150 ms against 70.0 ms at the deployed weight" in analysis_section(results)
+
+
+def with_waits(rest_waits: list[float], generator_waits: list[float], steal: list[float] | None = None) -> dict:
+    results = heartbeat_run([5.0, 6.0, 180.0, 5.5, 7.0])
+    processes = {
+        "REST node": {"cpu_ms": [250.0] * 5, "wait_ms": rest_waits},
+        "load generator": {"cpu_ms": [90.0] * 5, "wait_ms": generator_waits},
+        "socket node A": {"cpu_ms": [60.0] * 5, "wait_ms": [20.0, None, None, None, None]},  # gone after second 1
+    }
+    load = results["heartbeat"]["fastpath"]["rest_node"]["load"]
+    load["sched_by_second"] = {"processes": processes, "steal_ms": steal or [0.0] * 5, "late_ms": [0.1] * 6}
+    return results
+
+
+def test_a_stalled_second_in_which_the_rest_node_waited_for_a_cpu_reads_as_its_starvation():
+    text = analysis_section(with_waits([40.0, 35.0, 150.0, 45.0, 38.0], [2.0, 3.0, 4.0, 2.0, 3.0]))
+    assert "(a median second's in brackets): REST node 150 (40), load generator 4 (3); the machine's steal 0 ms" in text
+    assert "— supported: REST node waited 110 ms more than in a median second." in text
+
+
+def test_a_stall_the_generator_waited_out_itself_is_the_harness_not_the_server():
+    text = analysis_section(with_waits([40.0, 35.0, 45.0, 45.0, 38.0], [2.0, 3.0, 160.0, 2.0, 3.0]))
+    assert "supported: the generator itself (the harness's stall, not the server's) waited 157 ms" in text
+
+
+def test_a_stall_nobody_waited_for_reads_as_a_pause_elsewhere_or_the_hypervisor():
+    quiet = with_waits([40.0, 35.0, 60.0, 45.0, 38.0], [2.0, 3.0, 4.0, 2.0, 3.0])
+    assert "**not supported**: no process waited for a CPU anywhere near as long" in analysis_section(quiet)
+    stolen = with_waits([40.0, 35.0, 60.0, 45.0, 38.0], [2.0, 3.0, 4.0, 2.0, 3.0], steal=[0, 0, 120.0, 0, 0])
+    assert "steal 120 ms — supported: the hypervisor ran other machines" in analysis_section(stolen)
+    del quiet["heartbeat"]["fastpath"]["rest_node"]["load"]["sched_by_second"]  # an older run
+    assert "Hypothesis: the stall is CPU starvation" not in analysis_section(quiet)
+
+
+def test_per_second_readings_give_each_process_its_cpu_time_between_two_reads():
+    import subprocess
+    import sys
+    import time
+
+    from bench.cpu import PerSecond
+
+    # The child waits for a line, burns 0.5 s of CPU (not wall time), says so, then idles.
+    spin = "import sys, time\nsys.stdin.readline()\nt = time.process_time()\n"
+    spin += "while time.process_time() - t < 0.5: pass\nprint('spent', flush=True)\ntime.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", spin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    seconds = PerSecond({"child": child.pid, "gone": 2**22 + 1}, time.monotonic())
+    try:
+        seconds.read()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "spent"
+        seconds.read()
+        time.sleep(0.2)
+        seconds.read()
+    finally:
+        child.kill()
+        child.wait()
+    result = seconds.result()
+    busy, idle = result["processes"]["child"]["cpu_ms"]
+    assert 480 <= busy <= 700 and idle <= 20
+    assert result["processes"]["gone"] == {"cpu_ms": [None, None], "wait_ms": [None, None]}  # no such process
+    assert len(result["steal_ms"]) == 2 and all(v >= 0 for v in result["steal_ms"])
+
+
+def test_per_second_readings_are_taken_at_each_whole_second_of_the_run():
+    import asyncio
+    import os
+    import time
+
+    from bench.cpu import PerSecond
+
+    seconds = PerSecond({"me": os.getpid()}, time.monotonic())
+    asyncio.run(seconds.run(2))
+    assert len(seconds.reads) == 3 and len(seconds.late_ms) == 3
+    assert len(seconds.result()["processes"]["me"]["wait_ms"]) == 2
+
+
 def with_cpu(mean_ms: float, total_ms: float, cpus: int = 2) -> dict:
     results = run([0.1] * 20, collections=[0, 0])
     hub = results["fanout"]["hub"]["5000"]
@@ -182,3 +273,27 @@ def test_the_server_reading_says_whether_uvicorn_was_faster_everywhere():
     assert "an idle socket held 43.0 KiB on Uvicorn against 36.8 KiB" in analysis_section(results)
     results["uvicorn"]["fanout"]["5000"] = slower_tail
     assert "Uvicorn was not faster everywhere" in analysis_section(results)
+
+
+def test_a_rest_nodes_cpu_weight_is_its_sessions_autogroup_nice_where_the_kernel_has_autogroups():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bench.cluster import REST_NICE, cpu_weight
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        enabled = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+        took = cpu_weight(child.pid, REST_NICE)
+        assert took == (enabled and os.geteuid() == 0)  # a negative nice needs root (CAP_SYS_NICE)
+        if took:
+            assert Path(f"/proc/{child.pid}/autogroup").read_text().split()[-1] == str(REST_NICE)
+            mine = Path("/proc/self/autogroup").read_text().split()[-1]
+            assert mine == "0"  # its own session's group, not the caller's
+            assert cpu_weight(child.pid, 0)
+    finally:
+        child.kill()
+        child.wait()
+    assert not cpu_weight(child.pid, REST_NICE)  # gone

@@ -54,6 +54,15 @@ def test_the_socket_nodes_run_uvicorn_when_asked_through_deploy_serve_and_the_re
     assert "daphne" in command(services["api"], asked)
 
 
+def test_the_rest_node_has_the_cpu_weight_the_benchmark_gives_it_and_the_socket_nodes_the_default():
+    from bench.cluster import REST_NICE
+
+    services = compose()["services"]
+    # The bench's autogroup nice -5 is a group weight of 3,121 (the kernel's table), 1,024 at nice 0: ~3x.
+    assert REST_NICE == -5 and services["api"]["cpu_shares"] == 3 * 1024
+    assert all("cpu_shares" not in services[name] for name in ("web1", "web2"))
+
+
 def test_every_app_process_is_wired_to_postgres_and_redis_and_waits_for_them():
     services = compose()["services"]
     for name in ("web1", "web2", "api", "worker", "beat", "migrate"):

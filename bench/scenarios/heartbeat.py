@@ -7,12 +7,14 @@ the harness for as long as it does.
 
 import asyncio
 import json
+import os
 import random
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.cluster import ROOT, sched_delta, sched_ms
+from bench.cluster import ROOT
+from bench.cpu import pids_by_cmdline, sched_delta, sched_ms
 from bench.scenarios.fanout import changes_run, changes_summary
 
 CHANGE_PAUSE = 1.0
@@ -29,8 +31,12 @@ async def loadgen(
     path: str = "/api/queue/heartbeat",
     connections: int = 64,
     drain: float = 10.0,
+    watch: dict[str, int] | None = None,
 ) -> dict:
-    """Run the open-loop generator process once; return its JSON report."""
+    """Run the open-loop generator process once; return its JSON report.
+
+    ``watch`` (label -> pid): processes whose CPU time and run-queue wait it records second by second.
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".tokens", dir=ctx.logdir, delete=False) as f:
         f.write("\n".join(seat.token for seat in seats))
     args = [
@@ -50,9 +56,13 @@ async def loadgen(
         str(drain),
         "--tokens",
         f.name,
+        "--watch",
+        json.dumps(watch or {}),
     ]
+    # Its own session, so its own scheduling group (autogroup): not a share of the harness's, whose
+    # thousands of clients are busy exactly when a fan-out runs.
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.loadgen", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "bench.loadgen", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, start_new_session=True
     )
     out, _ = await proc.communicate()
     Path(f.name).unlink()
@@ -77,13 +87,17 @@ async def under_fanout(
 ) -> dict:
     """Heartbeats at ``rate`` for ``duration`` s against ``ports``, fan-out changes running meanwhile.
 
-    ``watch`` names processes (label -> pid) whose CPU and run-queue wait are recorded over the run.
+    ``watch`` names processes (label -> pid) whose CPU and run-queue wait are recorded over the run
+    and, with the harness's and Redis's, second by second (the generator's ``sched_by_second``).
     """
     done = asyncio.Event()
     before = {label: sched_ms(pid) for label, pid in (watch or {}).items()}
+    seconds = {**(watch or {}), "harness": os.getpid()}
+    for pid in pids_by_cmdline("redis-server", f":{ctx.redis_port}"):
+        seconds["Redis"] = pid
     changer = asyncio.create_task(_changes_until(done, room, http, bound=10))
     try:
-        load = await loadgen(ctx, ports, seats, rate=rate, duration=duration)
+        load = await loadgen(ctx, ports, seats, rate=rate, duration=duration, watch=seconds)
     finally:
         done.set()
     changes = await changer
