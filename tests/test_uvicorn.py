@@ -1,6 +1,6 @@
 """Socket nodes on Uvicorn (issue #17): the same wire as Daphne, started as production starts them.
 
-One real Uvicorn node (its ``websockets`` implementation, with deploy/serve's
+One real Uvicorn node (its ``websockets-sansio`` implementation, with deploy/serve's
 flags: the command docker-compose.yml and the benchmark run) and real
 clients: STOMP over WebSocket with heart-beats, the raw JSON tier,
 sockjs-client with stompjs on the SockJS transports, application close
@@ -233,7 +233,7 @@ def test_deploy_serve_runs_daphne_by_default_and_uvicorn_with_daphnes_websocket_
     args = serve(tmp_path, "uvicorn", "127.0.0.1", "8001").stdout.split()
     assert args[:6] == "uvicorn hearo.asgi:application --host 127.0.0.1 --port 8001".split()
     options = dict(itertools.pairwise(args))  # each option and the word after it
-    assert options["--ws"] == "websockets" and options["--ws-max-size"] == str(1024 * 1024)
+    assert options["--ws"] == "websockets-sansio" and options["--ws-max-size"] == str(1024 * 1024)
     assert (options["--ws-ping-interval"], options["--ws-ping-timeout"]) == ("20", "30")  # Daphne's defaults
     assert options["--timeout-keep-alive"] == "75"
     assert options["--ws-per-message-deflate"] == "false"  # Daphne negotiates no compression either
