@@ -185,8 +185,13 @@ class HttpConn:
         return self
 
     async def request(self, method: str, path: str, headers: dict | None = None, body: dict | None = None):
-        """Send one request and return (status, parsed JSON body or None)."""
-        if self.writer is None or self.writer.is_closing():
+        """Send one request and return (status, parsed JSON body or None).
+
+        A connection the server closed while idle (Daphne after 60 s, Uvicorn after its keep-alive
+        timeout) is reopened first, as any HTTP/1.1 client does.
+        """
+        if self.writer is None or self.writer.is_closing() or self.reader.at_eof():
+            self.close()
             await self.open()
         payload = json.dumps(body).encode() if body is not None else b""
         head = {"Host": f"127.0.0.1:{self.port}", "Content-Length": str(len(payload)), **(headers or {})}
