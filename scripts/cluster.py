@@ -127,7 +127,8 @@ def main() -> None:
         prepare(env)
         with cluster("cluster", env, logdir, nodes=2, rest_nodes=1, celery=True) as running:
             print_urls(running, logdir)
-            print(f"  socket nodes on {server} (HEARO_ASGI_SERVER), the REST node on daphne", flush=True)
+            weight = " at three times their CPU weight" if running.rest_weighted else ""
+            print(f"  socket nodes on {server} (HEARO_ASGI_SERVER), the REST node on daphne{weight}", flush=True)
             if ha:
                 print_failover_help(ha)
             run_until_stopped(running)

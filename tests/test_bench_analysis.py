@@ -297,3 +297,19 @@ def test_a_rest_nodes_cpu_weight_is_its_sessions_autogroup_nice_where_the_kernel
         child.kill()
         child.wait()
     assert not cpu_weight(child.pid, REST_NICE)  # gone
+
+
+def test_the_relay_target_sets_the_hub_on_each_socket_server_against_the_same_relay_run():
+    from bench.report import rabbit_targets
+
+    def at(p50: float, p99: float) -> dict:
+        return {"all": {"latency_ms": {"p50": p50, "p99": p99}}}
+
+    fan = {"hub": {"1000": at(33.5, 61.1)}, "rabbitmq": {"1000": {"n": 1000, **at(52.6, 58.5)}}}
+    alone = rabbit_targets(fan)[0]
+    assert alone[2] == "p50 33.5 ms vs 52.6 ms (1.6x), p99 61.1 ms vs 58.5 ms (1.0x)" and alone[3] == "**missed**"
+    both = rabbit_targets(fan, {"fanout": {"1000": at(27.4, 37.1)}}, ("Daphne", "Uvicorn"))[0]
+    assert both[2].startswith("on Daphne: p50 33.5 ms vs 52.6 ms") and "; on Uvicorn: p50 27.4 ms vs 52.6 ms" in both[2]
+    assert both[3] == "**missed** on Daphne; met on Uvicorn"
+    fan["hub"]["1000"] = at(30.0, 50.0)
+    assert rabbit_targets(fan, {"fanout": {"1000": at(27.4, 37.1)}})[0][3] == "met"
