@@ -18,7 +18,8 @@ def analysis_section(results: dict) -> str:
     bullets = [_fanout(fan, n) for n in ("1000", "5000")]
     bullets += [_gc_hypothesis(fan, n) for n in ("1000", "5000")]
     bullets += [_cpu(fan, n) for n in ("1000", "5000")]
-    bullets += [_per_frame(fan), _speedup(fan), _relay(fan), _heartbeat(results.get("heartbeat", {}))]
+    bullets += [_per_frame(fan), _speedup(fan), _relay(fan, results.get("uvicorn", {}))]
+    bullets.append(_heartbeat(results.get("heartbeat", {})))
     bullets.append(_servers(results))
     bullets.append(_naive_losses(fan))
     text = "".join(f"* {b}\n" for b in bullets if b)
@@ -206,7 +207,7 @@ def _servers(results: dict) -> str:
     )
 
 
-def _relay(fan: dict) -> str:
+def _relay(fan: dict, uv: dict) -> str:
     out = []
     for n in ("1000", "5000"):
         hub, relay = get(fan, "hub", n, "all", "latency_ms"), get(fan, "rabbitmq", n, "all", "latency_ms")
@@ -217,10 +218,19 @@ def _relay(fan: dict) -> str:
             out.append(f"N = {int(n):,}: the relay reached only {reached} clients, not comparable")
             continue
         ahead = hub["p50"] < relay["p50"] and hub["p99"] < relay["p99"]
-        out.append(
+        text = (
             f"N = {int(n):,}: hub {_ms(hub['p50'])} / {_ms(hub['p99'])}, relay {_ms(relay['p50'])} / "
             f"{_ms(relay['p99'])} (p50 / p99): the hub is {'ahead on both' if ahead else '**not ahead on both**'}"
         )
+        other = get(uv, "fanout", n, "all", "latency_ms")
+        if not ahead and other and other["p50"] is not None and other["p99"] is not None:
+            on_uvicorn = other["p50"] < relay["p50"] and other["p99"] < relay["p99"]
+            text += f" (the same hub with its socket nodes on Uvicorn: {_ms(other['p50'])} / {_ms(other['p99'])}, " + (
+                "ahead on both: the socket server made the difference; its per-frame work is under Profiles)"
+                if on_uvicorn
+                else "not ahead on both either)"
+            )
+        out.append(text)
     if not out:
         return ""
     return "**Hub vs the RabbitMQ Web-STOMP relay at equal N**: " + "; ".join(out) + "."

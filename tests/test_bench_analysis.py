@@ -63,6 +63,14 @@ def test_the_relay_comparison_says_who_is_ahead_from_the_numbers():
     relay = {"5000": {"n": 5000, "all": {"latency_ms": {"p50": 50.0, "p99": 900.0}}}}
     text = analysis_section(run([0.1] * 20, collections=[0, 0], rabbitmq=relay))
     assert "relay 50.0 ms / 900 ms" in text and "**not ahead on both**" in text
+    assert "with its socket nodes on Uvicorn" not in text  # no uvicorn phase in this run
+    results = run([0.1] * 20, collections=[0, 0], rabbitmq=relay)
+    on_uvicorn = {"all": {"latency_ms": {"p50": 40.0, "p99": 300.0}, "missing": 0}, "audit": {"wrong": 0, "missing": 0}}
+    results["uvicorn"] = {"fanout": {"5000": on_uvicorn}}
+    text = analysis_section(results)
+    assert "(the same hub with its socket nodes on Uvicorn: 40.0 ms / 300 ms, ahead on both: the socket server" in text
+    results["uvicorn"]["fanout"]["5000"]["all"]["latency_ms"]["p99"] = 950.0
+    assert "on Uvicorn: 40.0 ms / 950 ms, not ahead on both either)" in analysis_section(results)
     relay["5000"]["n"] = 800  # capped below N: no verdict
     assert "reached only 800 clients, not comparable" in analysis_section(run([0.1] * 20, [0, 0], rabbitmq=relay))
 
