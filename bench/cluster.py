@@ -171,7 +171,7 @@ class Cluster:
 
     def rest_weight(self, nice: int) -> bool:
         """Set every REST node's CPU weight (0: a socket node's); return whether it took effect."""
-        applied = all([cpu_weight(proc.pid, nice) for proc in self.rest_nodes])
+        applied = bool(self.rest_nodes) and all([cpu_weight(proc.pid, nice) for proc in self.rest_nodes])
         self.rest_weighted = applied and nice != 0
         return applied
 

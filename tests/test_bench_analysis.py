@@ -321,3 +321,10 @@ def test_the_relay_target_sets_the_hub_on_each_socket_server_against_the_same_re
     assert both[3] == "**missed** on Daphne; met on Uvicorn"
     fan["hub"]["1000"] = at(30.0, 50.0)
     assert rabbit_targets(fan, {"fanout": {"1000": at(27.4, 37.1)}})[0][3] == "met"
+
+
+def test_a_cluster_without_a_rest_node_does_not_claim_a_weighted_one():
+    from bench.cluster import REST_NICE, Cluster
+
+    bare = Cluster(name="sockets only", ports=[], nodes=[])
+    assert bare.rest_weight(REST_NICE) is False and bare.rest_weighted is False
