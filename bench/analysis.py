@@ -5,6 +5,8 @@ as a hypothesis beside the figure of this run that tests it, and the verdict
 is computed: a run that contradicts it says so.
 """
 
+import statistics
+
 from bench.stats import ratio
 from bench.values import fmt, get
 
@@ -313,12 +315,13 @@ def _stall_waits(load: dict, second: int, worst: float) -> str:
         return ""  # an older run: not measured
     excess, parts = {}, []
     for label, series in per["processes"].items():
-        waits = [w for w in series["wait_ms"] if w is not None]
-        if second < len(series["wait_ms"]) and series["wait_ms"][second] is not None:
-            median = sorted(waits)[len(waits) // 2]
-            waits = series["wait_ms"]
-            excess[label] = waits[second] - median
-            parts.append(f"{label} {waits[second]:.0f} ({median:.0f})")
+        waits = series["wait_ms"]
+        that = waits[second] if second < len(waits) else None
+        if that is None:
+            continue  # gone by then
+        median = statistics.median_high([w for w in waits if w is not None])
+        excess[label] = that - median
+        parts.append(f"{label} {that:.0f} ({median:.0f})")
     steal = per["steal_ms"][second] if second < len(per["steal_ms"]) else 0.0
     text = (
         " Hypothesis: the stall is CPU starvation on this shared box. Time each process spent runnable but "

@@ -320,10 +320,7 @@ def _rabbit_target(n: str, fan: dict, uv: dict, servers: tuple[str, str]) -> lis
     if len(hubs) == 1:
         return [goal, "ahead at both", measured[0], verdicts[0]]
     cell = "; ".join(f"on {name}: {m}" for (name, _), m in zip(hubs, measured, strict=True))
-    if verdicts[0] == verdicts[1]:
-        return [goal, "ahead at both", cell, verdicts[0]]
-    each = "; ".join(f"{v} on {name}" for (name, _), v in zip(hubs, verdicts, strict=True))
-    return [goal, "ahead at both", cell, each]
+    return [goal, "ahead at both", cell, _verdict_each([name for name, _ in hubs], verdicts)]
 
 
 PCTS = ("p50", "p99")
@@ -776,10 +773,14 @@ def _on_both(servers: tuple[str, str], values: tuple, unit: str, check, limit) -
     if values[1] is None:
         return [fmt(values[0], unit), check(values[0], limit)]
     measured = " · ".join(f"{fmt(v, unit)} on {name}" for name, v in zip(servers, values, strict=True))
-    verdicts = [check(v, limit) for v in values]
-    if verdicts[0] == verdicts[1]:
-        return [measured, verdicts[0]]
-    return [measured, "; ".join(f"{verdict} on {name}" for name, verdict in zip(servers, verdicts, strict=True))]
+    return [measured, _verdict_each(servers, [check(v, limit) for v in values])]
+
+
+def _verdict_each(servers, verdicts: list[str]) -> str:
+    """One verdict where every server got the same, else each server's own."""
+    if len(set(verdicts)) == 1:
+        return verdicts[0]
+    return "; ".join(f"{verdict} on {name}" for name, verdict in zip(servers, verdicts, strict=True))
 
 
 def lease_renewals(counted: dict) -> int:

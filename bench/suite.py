@@ -180,10 +180,12 @@ class Suite:
             rest_main["node_full_collections"] = collections[:1]
             rest_main["socket_node_full_collections"] = collections[1:]
             rest_main["cpu_weighted"] = nodes.rest_weighted
-            # The baseline: the same REST node at a socket node's CPU weight, right after.
-            nodes.rest_weight(0)
-            rest_even = await heartbeat.under_fanout(*rest, p.heartbeat_rate, p.heartbeat_seconds, watch)
-            nodes.rest_weight(REST_NICE)
+            rest_even = None  # the run above was already at an even weight where none could be set
+            if nodes.rest_weighted:
+                # The baseline: the same REST node at a socket node's CPU weight, right after.
+                nodes.rest_weight(0)
+                rest_even = await heartbeat.under_fanout(*rest, p.heartbeat_rate, p.heartbeat_seconds, watch)
+                nodes.rest_weight(REST_NICE)
             main = await heartbeat.under_fanout(*both, p.heartbeat_rate, p.heartbeat_seconds, watch)
             single = await heartbeat.under_fanout(*one, p.heartbeat_rate, p.knee_seconds)
             knee = await heartbeat.heartbeat_runs(*both, list(p.knee_rates), p.knee_seconds)

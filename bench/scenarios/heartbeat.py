@@ -93,8 +93,9 @@ async def under_fanout(
     done = asyncio.Event()
     before = {label: sched_ms(pid) for label, pid in (watch or {}).items()}
     seconds = {**(watch or {}), "harness": os.getpid()}
-    for pid in pids_by_cmdline("redis-server", f":{ctx.redis_port}"):
-        seconds["Redis"] = pid
+    redis = pids_by_cmdline("redis-server", f":{ctx.redis_port}")
+    if redis:
+        seconds["Redis"] = redis[0]
     changer = asyncio.create_task(_changes_until(done, room, http, bound=10))
     try:
         load = await loadgen(ctx, ports, seats, rate=rate, duration=duration, watch=seconds)

@@ -440,8 +440,8 @@ class Soak:
     def _plan_status(self, view: View, used: set) -> Op | None:
         # Ghosts come back to work once the matcher has taken them off shift.
         desks = self._free((d for d in self.desks if not d.ghost or view.counselors[d.pk] == "OFFLINE"), used)
-        # One in wrap-up mostly lets it run out (a real counselor is writing notes) and now and
-        # then ends it early: the run sees wrap-ups end by themselves however fast it goes.
+        # One in wrap-up mostly ends it with a click and now and then lets it run out (a real
+        # counselor writing notes): one choice per wrap-up, so the share holds however fast the run goes.
         idle = [d for d in desks if view.counselors[d.pk] != "BUSY" and self._may_end_wrap_up(d, view.counselors[d.pk])]
         # Mostly a counselor who can change; now and then one in a call (refused).
         pool = idle if self.rng.random() < 0.97 else desks
