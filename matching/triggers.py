@@ -11,6 +11,9 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
+from kombu.exceptions import OperationalError as BrokerUnreachable
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,9 @@ def request_match_pass(*, after: float = 0) -> None:
         return
     try:
         _runner(after)
+    except (BrokerUnreachable, RedisConnectionError, RedisTimeoutError) as exc:
+        # Redis restarting or failing over: expected, and the beat's pass covers it. One line, no traceback.
+        log.warning("could not request a matcher pass (%s); the periodic pass will run it", type(exc).__name__)
     except Exception:
         log.exception("could not request a matcher pass; the periodic pass will run it")
 

@@ -73,6 +73,21 @@ def test_a_broker_that_is_down_does_not_fail_the_request(settings, monkeypatch, 
     settings.HEARO_MATCH_ON_EVENTS, settings.HEARO_INPROCESS_MATCHER = True, False
     triggers.request_match_pass()
     assert "periodic pass will run it" in caplog.text
+    assert [r.levelname for r in caplog.records] == ["ERROR"]  # not a broker outage: a bug, with its traceback
+
+
+def test_a_broker_failing_over_is_a_warning_without_a_traceback(settings, monkeypatch, caplog):
+    from kombu.exceptions import OperationalError
+
+    def failing_over(**kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.match_pass_task, "apply_async", failing_over)
+    settings.HEARO_MATCH_ON_EVENTS, settings.HEARO_INPROCESS_MATCHER = True, False
+    triggers.request_match_pass()
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and record.exc_info is None
+    assert record.getMessage() == "could not request a matcher pass (OperationalError); the periodic pass will run it"
 
 
 def test_a_request_before_the_loop_started_is_dropped(fresh_matcher):
