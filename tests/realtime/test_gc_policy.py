@@ -124,7 +124,9 @@ def test_step_freezes_and_counts_it():
     try:
         assert gc_policy.step(policy, now=1, open_now=0) == "start-up"
         assert gc.get_freeze_count() > 0
-        assert REGISTRY.get_sample_value("hearo_gc_frozen_objects") == gc.get_freeze_count()
+        # The gauge is the count at the freeze; a frozen object freed by its refcount since (another
+        # thread's, the test's own) leaves the permanent generation, so the count may only have dropped a little.
+        assert 0 <= REGISTRY.get_sample_value("hearo_gc_frozen_objects") - gc.get_freeze_count() <= 100
         assert REGISTRY.get_sample_value("hearo_gc_freezes_total", {"reason": "start-up"}) == freezes + 1
     finally:
         gc.unfreeze()
