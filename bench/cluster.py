@@ -116,7 +116,7 @@ def cpu_weight(pid: int, nice: int) -> bool:
         if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
             return False
         Path(f"/proc/{pid}/autogroup").write_text(str(nice))
-        return Path(f"/proc/{pid}/autogroup").read_text().split()[-1] == str(nice)
+        return Path(f"/proc/{pid}/autogroup").read_text().split()[-1:] == [str(nice)]  # init's group: empty
     except OSError:  # no autogroups, or not allowed a negative nice (needs CAP_SYS_NICE)
         return False
 
