@@ -169,9 +169,11 @@ class PushConnection:
     async def attach(self, topic: Topic) -> None:
         """Join the topic's group and the hub, then send its snapshot.
 
-        Joining before reading means no update published in between is lost;
-        an update that races the snapshot is sorted out by ``left_queue`` and
-        the version the client compares.
+        Joining before reading means no update published in between is lost.
+        Until the snapshot is sent the hub holds this watcher's rank pushes and
+        reads again afterwards what it held back, so a rank read before the
+        snapshot never lands after it, nor repeats it; a visit's own change
+        that races it is sorted out by its ``seq`` and ``left_queue``.
         """
         hub = await get_hub()
         watcher = Watcher(
@@ -183,8 +185,12 @@ class PushConnection:
         if topic.kind == "rank":
             watcher.registration_id = self.principal.registration_id
             watcher.customer_id = topic.ident
+            watcher.pending = True
             hub.watch_rank(watcher)
-            await self._send_rank_snapshot(topic, watcher)
+            try:
+                await self._send_rank_snapshot(topic, watcher)
+            finally:
+                hub.snapshot_sent(watcher)
         else:
             hub.watch_queue(watcher)
             await hub.refresh_one(watcher)

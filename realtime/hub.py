@@ -63,6 +63,12 @@ class Watcher:
     # (estimatedWaitSeconds, estimatedWaitReason) last told; None: not known, never pushed for alone
     last_eta: tuple | None = None
     last_stats: tuple | None = field(default=None)
+    # Subscribed, its snapshot not yet sent: the hub holds its pushes back (a refresh
+    # read before the snapshot could otherwise land after it, or repeat it) and notes
+    # the queues and urgent lines it held back, to read again once the snapshot is out.
+    pending: bool = False
+    missed: set[str] = field(default_factory=set)
+    missed_urgent: set[tuple] = field(default_factory=set)
     # Called after the hub lost Redis and came back: ``stale`` says the hub could
     # not tell from the queue alone what this watcher should hold now.
     resync: Callable[[bool], Awaitable[None]] | None = None
@@ -144,6 +150,20 @@ class RankHub:
 
     def watch_rank(self, watcher: Watcher) -> None:
         self.customers.setdefault(watcher.registration_id, set()).add(watcher)
+
+    def snapshot_sent(self, watcher: Watcher) -> None:
+        """A rank watcher's snapshot is out: read again what the hub held back meanwhile.
+
+        The read is of those queues only, and every other customer there is
+        told nothing new (pushes are of changes), so the cost is one read.
+        """
+        watcher.pending = False
+        if not watcher.missed:
+            return
+        queues, watcher.missed = watcher.missed, set()
+        self._urgent.update(watcher.missed_urgent)
+        watcher.missed_urgent = set()
+        self._changed({"queues": sorted(queues)})
 
     def watch_queue(self, watcher: Watcher) -> None:
         self.counselors.add(watcher)
@@ -366,7 +386,13 @@ class RankHub:
             if found is None:
                 continue  # not in a queue read now (or gone: its own message says so)
             (queue_id, language), rank = found
+            urgent_here = (queue_id, language) in urgent or (queue_id, None) in urgent
             for watcher in list(watchers):
+                if watcher.pending:
+                    watcher.missed.add(queue_id)
+                    if urgent_here:
+                        watcher.missed_urgent.add((queue_id, language))
+                    continue
                 eta, why = board.estimate(queue_id=queue_id, language=language, rank=rank)
                 same = rank == watcher.last_rank and queue_id == watcher.queue_id
                 if same and not eta_moved(watcher.last_eta, (eta, why)):
@@ -375,7 +401,6 @@ class RankHub:
                 # overflow) says nothing about who was let in ahead here.
                 same_line = watcher.last_rank is not None and queue_id == watcher.queue_id
                 pushed_back = same_line and rank > watcher.last_rank
-                urgent_here = (queue_id, language) in urgent or (queue_id, None) in urgent
                 line_bodies = bodies.get(queue_id)
                 if line_bodies is None:
                     line_bodies = bodies[queue_id] = events.WaitingBodies(

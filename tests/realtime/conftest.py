@@ -64,15 +64,14 @@ class StompClient:
         return json.loads(frame.body)
 
     async def snapshot(self, timeout: float = 3) -> dict:
-        """Return the rank topic's snapshot, the message with the visit's seq.
+        """Return the rank topic's snapshot, the message with the visit's seq: always the first.
 
         The connection joins the hub before it reads the snapshot (so nothing
-        published in between is lost), so a hub refresh already under way may
-        push the same rank first; the client's version check makes that harmless.
+        published in between is lost), and the hub holds its pushes to it until
+        the snapshot is sent: no refresh under way lands first.
         """
         body = await self.json(timeout)
-        while "seq" not in body:
-            body = await self.json(timeout)
+        assert "seq" in body, f"the first message is not the snapshot: {body}"
         return body
 
     async def closed_code(self, timeout: float = 3) -> int:

@@ -79,6 +79,40 @@ async def test_it_pushes_the_new_rank_when_the_customer_ahead_leaves(stomp, sjoi
     assert await client.nothing()  # exactly one push
 
 
+async def test_a_change_while_the_snapshot_is_read_is_pushed_after_it_once(stomp, sjoin, monkeypatch):
+    """The customer ahead cancels after the snapshot's read, before it is sent: the hub's push
+    of the new rank must not land first (the stale snapshot would then have the last word)."""
+    import time
+
+    import realtime.connection as connection_module
+    from realtime.hub import get_hub
+
+    first, second = await sjoin(), await sjoin()
+    hub = await get_hub()
+    read_state = connection_module.registration_by_id_state
+
+    def read_then_the_one_ahead_cancels(registration_id: int) -> dict:
+        state = read_state(registration_id)  # rank 2
+        before = hub.refreshes
+        services.registration_cancel(registration=first.registration)
+        deadline = time.monotonic() + 3
+        while hub.refreshes == before and time.monotonic() < deadline:
+            time.sleep(0.01)  # the hub's refresh of the cancel runs while this snapshot waits
+        assert hub.refreshes > before, "the hub never refreshed"
+        return state
+
+    monkeypatch.setattr(connection_module, "registration_by_id_state", read_then_the_one_ahead_cancels)
+    client = stomp()
+    await client.connect(**bearer(second.token))
+    await client.send(
+        "SUBSCRIBE", {"id": "s", "destination": f"/topic/queue-rank/{second.registration.customer.customer_id}"}
+    )
+    assert (await client.snapshot())["rank"] == 2
+    pushed = await client.json()
+    assert (pushed["status"], pushed["rank"]) == ("WAITING", 1)
+    assert await client.nothing()  # once
+
+
 async def test_a_customer_who_leaves_is_told_and_gets_no_more_ranks(stomp, sjoin):
     joined = await sjoin()
     client = stomp()
