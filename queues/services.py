@@ -16,7 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from common import events, publish
-from common.db import update_in_id_order
+from common.db import claim, update_in_id_order
 from common.errors import Conflict, DomainError
 from common.logs import event_on_commit
 from queues import leases, signals
@@ -408,7 +408,11 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
                 renewed,
             )
         return []
-    candidates = list(candidates)
+    # Claimed before a lease is read: two sweeps at once (two workers) may read
+    # a lease either side of a heartbeat, and rows each locked as it reached them
+    # (a renewal here, an expiry there) closed a circle: the soak's deadlock.
+    # The rows another writer holds are its to decide (a concurrent sweep, a cancel).
+    candidates = list(claim(candidates.order_by("id")))
     alive = leases.lease_alive("registration", [r.id for r in candidates])
     if alive:
         update_in_id_order(Registration.objects.filter(id__in=alive), lease_expires_at=leases.lease_db_copy(now))
