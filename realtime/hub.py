@@ -386,12 +386,12 @@ class RankHub:
             if found is None:
                 continue  # not in a queue read now (or gone: its own message says so)
             (queue_id, language), rank = found
-            urgent_here = (queue_id, language) in urgent or (queue_id, None) in urgent
             for watcher in list(watchers):
                 if watcher.pending:
                     watcher.missed.add(queue_id)
-                    if urgent_here:
-                        watcher.missed_urgent.add((queue_id, language))
+                    watcher.missed_urgent.update(
+                        line for line in ((queue_id, language), (queue_id, None)) if line in urgent
+                    )
                     continue
                 eta, why = board.estimate(queue_id=queue_id, language=language, rank=rank)
                 same = rank == watcher.last_rank and queue_id == watcher.queue_id
@@ -401,6 +401,7 @@ class RankHub:
                 # overflow) says nothing about who was let in ahead here.
                 same_line = watcher.last_rank is not None and queue_id == watcher.queue_id
                 pushed_back = same_line and rank > watcher.last_rank
+                urgent_here = (queue_id, language) in urgent or (queue_id, None) in urgent
                 line_bodies = bodies.get(queue_id)
                 if line_bodies is None:
                     line_bodies = bodies[queue_id] = events.WaitingBodies(
