@@ -140,20 +140,44 @@ class RedisHa:
         self.servers[port] = proc
         wait_for_port(port, proc)
 
-    def wait_replicas(self, count: int = 1, timeout: float = 30) -> None:
-        """Wait until the primary has ``count`` replicas in sync and every sentinel sees them up.
+    def wait_replicas(self, count: int = 1, timeout: float = 30) -> int:
+        """Wait until the primary has ``count`` replicas in sync and every sentinel sees them up; return its port.
 
-        Both halves matter for the next kill: a sentinel promotes only a
+        Each side is asked: every live sentinel names the same primary, the
+        primary counts the replicas online, and each replica says it follows
+        that primary over a connected link. Both the primary's and the
+        sentinels' view matter for the next kill: a sentinel promotes only a
         replica it knows and does not hold for down.
         """
+        found: list[int] = []
 
         def ready() -> bool:
-            primary = self.primary_port()
-            return _replicas_in_sync(primary) >= count and all(
-                self._replicas_up(port) >= count for port in self.sentinel_ports if self.sentinel_alive(port)
+            named = {self._named_by(port) for port in self.sentinel_ports if self.sentinel_alive(port)}
+            if len(named) != 1 or None in named:
+                return False  # a sentinel does not answer, or they disagree mid-failover
+            (primary,) = named
+            found[:] = [primary]
+            following = [port for port in self.servers if port != primary and self._follows(port, primary)]
+            return (
+                len(following) >= count
+                and _replicas_in_sync(primary) >= count
+                and all(self._replicas_up(port) >= count for port in self.sentinel_ports if self.sentinel_alive(port))
             )
 
         _wait(f"fewer than {count} replicas in sync", ready, timeout)
+        return found[0]
+
+    def logs(self, lines: int = 60) -> str:
+        """Return the last lines of every sentinel's and server's log, to read a failover's story after the fact."""
+        procs = [*self.sentinels, *self.servers.values()]
+        return "\n".join(f"--- {proc.name}\n{proc.tail(lines)}" for proc in procs)
+
+    def _follows(self, port: int, primary: int) -> bool:
+        """Return whether the server on ``port`` is a replica of ``primary`` with its link up."""
+        if self.servers[port].proc.poll() is not None:
+            return False
+        role = _ask(port, "ROLE")
+        return bool(role) and role[0] == "slave" and int(role[2]) == primary and role[3] == "connected"
 
     def sentinel_alive(self, port: int) -> bool:
         return self.sentinels[self.sentinel_ports.index(port)].proc.poll() is None
