@@ -114,11 +114,9 @@ class RedisHa:
         found: list[int] = []
 
         def promoted() -> bool:
-            named = {self._named_by(port) for port in self.sentinel_ports if self.sentinel_alive(port)}
-            named.discard(None)
-            if len(named) != 1 or old_port in named:
+            port = self._agreed_primary()
+            if port is None or port == old_port:
                 return False  # a sentinel still names the old primary, or they disagree mid-failover
-            (port,) = named
             role = _ask(port, "ROLE")
             found[:] = [port]
             return bool(role) and role[0] == "master"
@@ -143,7 +141,7 @@ class RedisHa:
     def wait_replicas(self, count: int = 1, timeout: float = 30) -> int:
         """Wait until the primary has ``count`` replicas in sync and every sentinel sees them up; return its port.
 
-        Each side is asked: every live sentinel names the same primary, the
+        Each side is asked: the live sentinels name one primary, the
         primary counts the replicas online, and each replica says it follows
         that primary over a connected link. Both the primary's and the
         sentinels' view matter for the next kill: a sentinel promotes only a
@@ -152,10 +150,9 @@ class RedisHa:
         found: list[int] = []
 
         def ready() -> bool:
-            named = {self._named_by(port) for port in self.sentinel_ports if self.sentinel_alive(port)}
-            if len(named) != 1 or None in named:
-                return False  # a sentinel does not answer, or they disagree mid-failover
-            (primary,) = named
+            primary = self._agreed_primary()
+            if primary is None:
+                return False  # they disagree mid-failover
             found[:] = [primary]
             following = [port for port in self.servers if port != primary and self._follows(port, primary)]
             return (
@@ -174,13 +171,17 @@ class RedisHa:
 
     def _follows(self, port: int, primary: int) -> bool:
         """Return whether the server on ``port`` is a replica of ``primary`` with its link up."""
-        if self.servers[port].proc.poll() is not None:
-            return False
-        role = _ask(port, "ROLE")
+        role = _ask(port, "ROLE")  # None from a server that is down
         return bool(role) and role[0] == "slave" and int(role[2]) == primary and role[3] == "connected"
 
     def sentinel_alive(self, port: int) -> bool:
         return self.sentinels[self.sentinel_ports.index(port)].proc.poll() is None
+
+    def _agreed_primary(self) -> int | None:
+        """Return the primary every live sentinel that answers names, or None while they disagree."""
+        named = {self._named_by(port) for port in self.sentinel_ports if self.sentinel_alive(port)}
+        named.discard(None)
+        return named.pop() if len(named) == 1 else None
 
     def _named_by(self, sentinel: int) -> int | None:
         address = _ask(sentinel, "SENTINEL", "get-master-addr-by-name", self.master_name)
