@@ -163,13 +163,13 @@ def _counselor_ghosts_sweep(*, now: datetime, result: MatchPassResult) -> list[R
     """Set OFFLINE every on-shift counselor whose lease ran out; requeue their customers.
 
     Candidates come from the indexed database copy of the lease; the cache
-    has the last word, and a live cache lease refreshes the stale copy.
+    has the last word, and a live cache lease refreshes the stale copy (to the
+    lease's own expiry, so a closed dashboard is found once it runs out).
     """
     stale = Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
     candidates = list(claim(Counselor.objects.filter(stale, status__in=ON_LEASE)))
-    alive = leases.lease_alive("counselor", [c.id for c in candidates])
-    if alive:
-        update_in_id_order(Counselor.objects.filter(id__in=alive), lease_expires_at=leases.lease_db_copy(now))
+    alive = leases.lease_expiries("counselor", [c.id for c in candidates])
+    leases.lease_copies_refresh(Counselor, alive)
     requeued = []
     for counselor in (c for c in candidates if c.id not in alive):
         requeued += _counselor_ghost_drop(counselor=counselor)

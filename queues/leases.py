@@ -3,7 +3,8 @@
 The lease lives in the cache (Redis with REDIS_URL, local memory otherwise)
 as its expiry in epoch milliseconds, so a heartbeat costs one cache write and
 no database write. The database keeps a coarse copy (``lease_expires_at``)
-that only the matcher's sweep refreshes; see ``registration_expire_ghosts``.
+that only the matcher's sweep refreshes, never past the lease itself; see
+``lease_copies_refresh`` and ``registration_expire_ghosts``.
 
 Values are plain ints: Django's Redis cache stores ints unpickled, so the
 async fast path (``abeat``) and the Django cache read the same keys.
@@ -11,13 +12,16 @@ async fast path (``abeat``) and the Django cache read the same keys.
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Model
 
 from common import redis_clients
+from common.db import update_in_id_order
 
 # Holds the run id of the Redis server that was given the leases. A Redis that
 # restarted empty has lost it; a replica promoted by Sentinel has it, but with
@@ -57,14 +61,38 @@ def lease_drop(kind: str, ident: int | str) -> None:
     cache.delete(lease_key(kind, ident))
 
 
-def lease_alive(kind: str, idents: Iterable[int | str]) -> set:
-    """Return the subset of ids whose lease is still running (one cache round trip)."""
+def lease_expiries(kind: str, idents: Iterable[int | str]) -> dict:
+    """Return each running lease's expiry (epoch ms) by id; one whose lease ran out is absent (one cache round trip)."""
     by_key = {lease_key(kind, ident): ident for ident in idents}
     if not by_key:
-        return set()
+        return {}
     now = int(time.time() * 1000)
     found = cache.get_many(list(by_key))
-    return {by_key[key] for key, expires in found.items() if isinstance(expires, int) and expires > now}
+    return {by_key[key]: expires for key, expires in found.items() if isinstance(expires, int) and expires > now}
+
+
+def lease_alive(kind: str, idents: Iterable[int | str]) -> set:
+    """Return the subset of ids whose lease is still running (one cache round trip)."""
+    return set(lease_expiries(kind, idents))
+
+
+def lease_copies_refresh(model: type[Model], expiries: dict) -> None:
+    """Set the database copy of each running lease to its expiry, floored to the matcher's interval.
+
+    Never later than the lease, so the first sweep after a lease ran out finds
+    its holder: a copy of a full lease from the sweep's time let a ghost (a page
+    or dashboard closed just after a beat) stay in line, and be matched, for up
+    to one lease more. Floored, the copies take a few values, one UPDATE each;
+    a finer copy would find no ghost sooner than the next sweep anyway. The
+    caller holds the rows already (``common.db.claim``).
+    """
+    step = settings.HEARO_MATCH_INTERVAL_SECONDS * 1000
+    by_copy: dict[int, list] = defaultdict(list)
+    for ident, expires in expiries.items():
+        by_copy[expires // step * step].append(ident)
+    for copy_ms, idents in sorted(by_copy.items()):
+        copy = datetime.fromtimestamp(copy_ms / 1000, tz=UTC)
+        update_in_id_order(model.objects.filter(pk__in=idents), lease_expires_at=copy)
 
 
 def leases_intact() -> bool:

@@ -389,7 +389,8 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
     """Expire WAITING registrations whose lease ran out; return them.
 
     Candidates come from the indexed database copy of the lease; the cache
-    has the last word, and a live cache lease refreshes the stale copy. If the
+    has the last word, and a live cache lease refreshes the stale copy (to the
+    lease's own expiry, so the holder is found once it runs out). If the
     cache lost every lease (Redis restarted empty), nobody is expired on this
     pass: every copy is refreshed instead, and clients re-lease on their next
     beat, well within one lease. A replica promoted by Sentinel counts as
@@ -413,9 +414,8 @@ def registration_expire_ghosts(*, now: datetime | None = None) -> list[Registrat
     # (a renewal here, an expiry there) closed a circle: the soak's deadlock.
     # The rows another writer holds are its to decide (a concurrent sweep, a cancel).
     candidates = list(claim(candidates.order_by("id")))
-    alive = leases.lease_alive("registration", [r.id for r in candidates])
-    if alive:
-        update_in_id_order(Registration.objects.filter(id__in=alive), lease_expires_at=leases.lease_db_copy(now))
+    alive = leases.lease_expiries("registration", [r.id for r in candidates])
+    leases.lease_copies_refresh(Registration, alive)
     expired = []
     for registration in candidates:
         if registration.id in alive:

@@ -191,6 +191,28 @@ def test_a_heart_beating_counselor_with_a_stale_database_copy_stays_on_shift(on_
     assert counselor.lease_expires_at > timezone.now()
 
 
+def test_a_closed_dashboards_copy_is_refreshed_no_later_than_its_lease_and_it_gets_no_match_after(
+    on_shift, waiting, settings
+):
+    """The dashboard was closed 30 s after its last beat: its lease has 10 s left when a pass reads it."""
+    from django.core.cache import cache
+
+    ghost = on_shift()
+    Counselor.objects.filter(pk=ghost.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    runs_out = timezone.now() + timedelta(seconds=10)
+    cache.set(leases.lease_key("counselor", ghost.id), int(runs_out.timestamp() * 1000), timeout=60)
+    assert matcher.match_pass().counselors_offline == 0
+    ghost.refresh_from_db()
+    step = timedelta(seconds=settings.HEARO_MATCH_INTERVAL_SECONDS)
+    assert ghost.status == C.AVAILABLE and runs_out - step < ghost.lease_expires_at <= runs_out
+    # Its lease runs out; the first pass after that takes it off shift before it could match anyone.
+    leases.lease_drop("counselor", ghost.id)
+    waiting(1)
+    result = matcher.match_pass(now=runs_out + timedelta(seconds=1))
+    ghost.refresh_from_db()
+    assert (ghost.status, result.counselors_offline, result.matched) == (C.OFFLINE, 1, [])
+
+
 def test_a_ghost_counselor_in_a_match_gives_its_customer_back_to_the_queue(
     on_shift, waiting, published, django_capture_on_commit_callbacks
 ):

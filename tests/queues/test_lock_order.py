@@ -111,20 +111,21 @@ def test_two_ghost_sweeps_that_disagree_about_a_lease_do_not_deadlock(postgres, 
     leases.leases_mark_intact()
     keeper_read, keeper_locked, expirer_left_first = threading.Event(), threading.Event(), threading.Event()
     errors: list = []
-    update_in_id_order, registration_leave = services.update_in_id_order, services.registration_leave
+    lease_copies_refresh, registration_leave = leases.lease_copies_refresh, services.registration_leave
+    beaten = int((timezone.now() + timedelta(seconds=30)).timestamp() * 1000)
 
     def alive(kind, idents):
         if threading.current_thread().name == "keeper":
             keeper_read.set()
-            return {second.id} & set(idents)
+            return {second.id: beaten} if second.id in idents else {}
         keeper_locked.wait(5)  # the keeper holds the second customer's row
-        return set()
+        return {}
 
-    def renew(queryset, **fields):
-        renewed = update_in_id_order(queryset, **fields)
-        keeper_locked.set()
-        expirer_left_first.wait(2)  # the expirer takes the first meanwhile (if it got it)
-        return renewed
+    def renew(model, expiries):
+        lease_copies_refresh(model, expiries)
+        if threading.current_thread().name == "keeper":
+            keeper_locked.set()
+            expirer_left_first.wait(2)  # the expirer takes the first meanwhile (if it got it)
 
     def leave(*, registration, **kwargs):
         left = registration_leave(registration=registration, **kwargs)
@@ -132,8 +133,8 @@ def test_two_ghost_sweeps_that_disagree_about_a_lease_do_not_deadlock(postgres, 
             expirer_left_first.set()
         return left
 
-    monkeypatch.setattr(leases, "lease_alive", alive)
-    monkeypatch.setattr(services, "update_in_id_order", renew)
+    monkeypatch.setattr(leases, "lease_expiries", alive)
+    monkeypatch.setattr(leases, "lease_copies_refresh", renew)
     monkeypatch.setattr(services, "registration_leave", leave)
     later = timezone.now() + timedelta(minutes=5)
 

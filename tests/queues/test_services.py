@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -130,6 +131,27 @@ def test_a_fresh_start_with_nobody_waiting_logs_no_lost_lease_warning(caplog):
     with caplog.at_level("WARNING"):
         matcher.match_pass()
     assert any("nobody expired" in r.message for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_a_live_lease_refreshes_the_copy_no_later_than_itself_so_the_first_sweep_after_it_finds_the_ghost():
+    """The page was closed 28 s after its last beat: the lease has 12 s left when a sweep reads it.
+
+    A copy of a full lease from the sweep's time kept the ghost in line (and
+    matchable) for 40 s more; the copy is now the lease's own expiry, floored.
+    """
+    from django.core.cache import cache
+
+    (ghost,) = joined(1)
+    Registration.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    runs_out = timezone.now() + timedelta(seconds=12)
+    cache.set(leases.lease_key("registration", ghost.id), int(runs_out.timestamp() * 1000), timeout=60)
+    assert services.registration_expire_ghosts() == []
+    ghost.refresh_from_db()
+    step = timedelta(seconds=settings.HEARO_MATCH_INTERVAL_SECONDS)
+    assert runs_out - step < ghost.lease_expires_at <= runs_out
+    # The cache drops the lease when it runs out; the first sweep after that finds the ghost.
+    leases.lease_drop("registration", ghost.id)
+    assert [r.id for r in services.registration_expire_ghosts(now=runs_out + timedelta(seconds=1))] == [ghost.id]
 
 
 def test_heartbeat_of_a_cancelled_visit_is_a_conflict():
